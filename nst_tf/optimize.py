@@ -1,0 +1,263 @@
+"""The optimisation: loss terms, the compiled step, the scale pyramid and the loop."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+import keras
+import numpy as np
+import scipy.optimize
+import tensorflow as tf
+from absl import logging
+
+from nst_tf import losses
+from nst_tf.config import Config
+from nst_tf.features import FeatureExtractor
+from nst_tf.images import scaled_shape
+
+
+def scale_sizes(min_size: int, size: int, ratio: float = math.sqrt(2)) -> list[int]:
+    """Long-side sizes of a coarse-to-fine pyramid: min_size, min_size*ratio, ..., size.
+
+    Args:
+        min_size: The first (coarsest) size; 0 or >= size gives a single scale.
+        size: The final size.
+        ratio: Growth per scale.
+
+    Returns:
+        Increasing sizes ending with `size`.
+    """
+    if min_size <= 0 or min_size >= size:
+        return [size]
+    sizes = []
+    current = float(min_size)
+    while round(current) < size and size / current > 1.1:
+        sizes.append(round(current))
+        current *= ratio
+    return sizes + [size]
+
+
+@dataclasses.dataclass
+class Progress:
+    """What the loop hands to callbacks after every step.
+
+    Attributes:
+        step: Global step, counted across all scales, starting at 1.
+        scale: Index of the current scale (0 = coarsest).
+        size: Long side of the current scale in pixels.
+        losses: Named loss values ("total", "content", "style", "tv", "style/<layer>").
+        seconds_per_step: Wall time of this step.
+        image: Callable returning the current image as a float32 [H, W, 3] array.
+    """
+
+    step: int
+    scale: int
+    size: int
+    losses: dict[str, float]
+    seconds_per_step: float
+    image: Callable[[], np.ndarray]
+
+
+Targets = dict[str, tf.Tensor]
+
+
+class Objective:
+    """The weighted sum of content, style and TV losses against fixed targets.
+
+    Weights are applied here and nowhere else; every term is returned by name.
+    """
+
+    def __init__(self, model: FeatureExtractor, config: Config):
+        self.model = model
+        self.config = config
+        self.content_layers = tuple(config.content_layers)
+        self.style_weights = config.layer_weights()
+
+    def targets(self, content: tf.Tensor, style: tf.Tensor) -> Targets:
+        """Content activations and style Gram matrices, computed once per scale."""
+        normalize = self.config.normalization != "course"
+        content_features = self.model(content)
+        style_features = self.model(style)
+        targets = {f"content/{name}": content_features[name] for name in self.content_layers}
+        for name in self.style_weights:
+            targets[f"style/{name}"] = losses.gram_matrix(style_features[name], normalize)
+        return targets
+
+    def __call__(self, images: tf.Tensor, targets: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """Named loss terms summed over the batch; "total" is the weighted sum."""
+        norm = self.config.normalization
+        features = self.model(images)
+        content = tf.add_n(
+            [
+                losses.content_loss(targets[f"content/{name}"], features[name], norm)
+                for name in self.content_layers
+            ]
+        ) / len(self.content_layers)
+        style_grams = {name: targets[f"style/{name}"] for name in self.style_weights}
+        style, per_layer = losses.style_loss(style_grams, features, self.style_weights, norm)
+        tv = losses.total_variation_loss(images, norm)
+        cfg = self.config
+        terms = {
+            "content": tf.reduce_sum(content),
+            "style": tf.reduce_sum(style),
+            "tv": tf.reduce_sum(tv),
+        }
+        terms["total"] = (
+            cfg.content_weight * terms["content"]
+            + cfg.style_weight * terms["style"]
+            + cfg.tv_weight * terms["tv"]
+        )
+        for name, value in per_layer.items():
+            terms[f"style/{name}"] = tf.reduce_sum(value)
+        return terms
+
+
+def _adam_step_fn(objective: Objective, image: tf.Variable, optimizer) -> Callable:
+    @tf.function
+    def step(targets):
+        with tf.GradientTape() as tape:
+            terms = objective(image, targets)
+        grad = tape.gradient(terms["total"], image)
+        optimizer.apply_gradients([(grad, image)])
+        # Projected gradient descent: stay inside the valid pixel range throughout,
+        # rather than clamping an unbounded result at the end.
+        image.assign(tf.clip_by_value(image, 0.0, 255.0))
+        return terms
+
+    return step
+
+
+def _value_and_grad_fn(objective: Objective, image: tf.Variable) -> Callable:
+    @tf.function
+    def value_and_grad(targets):
+        with tf.GradientTape() as tape:
+            terms = objective(image, targets)
+        return terms, tape.gradient(terms["total"], image)
+
+    return value_and_grad
+
+
+def _run_adam(objective, image, targets, steps, config, on_step):
+    optimizer = keras.optimizers.Adam(learning_rate=float(config.learning_rate), beta_1=0.9, epsilon=1e-1)
+    step = _adam_step_fn(objective, image, optimizer)
+    for _ in range(steps):
+        start = time.perf_counter()
+        terms = step(targets)
+        on_step(terms, time.perf_counter() - start)
+
+
+def _run_lbfgs(objective, image, targets, steps, config, on_step):
+    del config
+    value_and_grad = _value_and_grad_fn(objective, image)
+    shape = image.shape
+    last = {}
+
+    def fun(x):
+        image.assign(tf.constant(x.reshape(shape), tf.float32))
+        terms, grad = value_and_grad(targets)
+        last["terms"] = terms
+        return float(terms["total"]), grad.numpy().astype(np.float64).ravel()
+
+    clock = [time.perf_counter()]
+
+    def callback(intermediate_result):
+        del intermediate_result
+        now = time.perf_counter()
+        on_step(last["terms"], now - clock[0])
+        clock[0] = now
+
+    result = scipy.optimize.minimize(
+        fun,
+        image.numpy().astype(np.float64).ravel(),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=scipy.optimize.Bounds(0.0, 255.0),
+        callback=callback,
+        # ftol/gtol 0: run the iterations asked for; the loss scale is arbitrary.
+        options={"maxiter": steps, "maxfun": 2 * steps + 10, "maxcor": 20, "ftol": 0.0, "gtol": 0.0},
+    )
+    # The last evaluation may be a rejected line-search trial: keep the best point.
+    image.assign(tf.constant(result.x.reshape(shape), tf.float32))
+
+
+_OPTIMIZERS = {"adam": _run_adam, "lbfgs": _run_lbfgs}
+
+
+def resize_images(images: tf.Tensor, height: int, width: int) -> tf.Tensor:
+    """Bicubic resize of a [batch, H, W, 3] batch, clipped to 0..255."""
+    resized = tf.image.resize(images, (height, width), method="bicubic", antialias=True)
+    return tf.clip_by_value(resized, 0.0, 255.0)
+
+
+def stylize_arrays(
+    content: np.ndarray,
+    style: np.ndarray,
+    config: Config,
+    init: np.ndarray | None = None,
+    model: FeatureExtractor | None = None,
+    callbacks: Sequence[Callable[[Progress], None]] = (),
+) -> np.ndarray:
+    """Stylises a batch of content images with one style image.
+
+    Args:
+        content: [batch, H, W, 3] or [H, W, 3] float RGB in 0..255, any resolution; it is
+            resized to each scale of the pyramid.
+        style: [H, W, 3] float RGB in 0..255.
+        config: Validated settings (size, steps, weights, layers, optimiser...).
+        init: Optional start image, same layout as `content`; used when config.init is
+            a path.
+        model: A FeatureExtractor for config.layers; built from config when None.
+        callbacks: Called with a Progress after every step.
+
+    Returns:
+        The result as float32, [batch, H, W, 3] (or [H, W, 3] if `content` was 3-D).
+    """
+    single = content.ndim == 3
+    content = tf.constant(content[None] if single else content, tf.float32)
+    style_image = tf.constant(style[None] if style.ndim == 3 else style, tf.float32)
+    if init is not None:
+        init = tf.constant(init[None] if init.ndim == 3 else init, tf.float32)
+    if model is None:
+        model = FeatureExtractor(config.layers, config.vgg_weights or "auto", config.precision)
+    objective = Objective(model, config)
+    sizes = scale_sizes(config.min_size, config.size)
+    step = 0
+    image = None
+    for scale, size in enumerate(sizes):
+        height, width = scaled_shape(int(content.shape[1]), int(content.shape[2]), size)
+        s_height, s_width = scaled_shape(int(style_image.shape[1]), int(style_image.shape[2]), size)
+        content_at = resize_images(content, height, width)
+        targets = objective.targets(content_at, resize_images(style_image, s_height, s_width))
+        if image is None:
+            start = _initial_image(config, content_at, init, height, width)
+        else:
+            start = resize_images(image.value(), height, width)
+        image = tf.Variable(start, trainable=True, name=f"image_{scale}")
+        steps = config.steps if scale == len(sizes) - 1 else config.coarse_steps
+        logging.info(
+            "scale %d/%d: %dx%d px, %d steps", scale + 1, len(sizes), width, height, steps
+        )
+
+        def on_step(terms, seconds, scale=scale, size=size, image=image):
+            nonlocal step
+            step += 1
+            values = {name: float(value) for name, value in terms.items()}
+            progress = Progress(step, scale, size, values, seconds, lambda: image.numpy()[0])
+            for callback in callbacks:
+                callback(progress)
+
+        _OPTIMIZERS[config.optimizer](objective, image, targets, steps, config, on_step)
+    result = image.numpy()
+    return result[0] if single else result
+
+
+def _initial_image(config, content, init, height, width) -> tf.Tensor:
+    if config.init == "content":
+        return content
+    if config.init == "noise":
+        generator = tf.random.Generator.from_seed(config.seed)
+        return generator.uniform(tf.shape(content), 0.0, 255.0)
+    return resize_images(init, height, width)

@@ -1,0 +1,116 @@
+"""A whole stylisation run from a Config: load, optimise, monitor, save."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+from absl import logging
+
+from nst_tf import images
+from nst_tf.config import INIT_KEYWORDS, Config, validate
+from nst_tf.monitoring import Monitor
+from nst_tf.optimize import Progress, stylize_arrays
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What a finished run produced.
+
+    Attributes:
+        image: The stylised image, float32 [H, W, 3] in 0..255.
+        output: The path it was written to.
+        losses: The named loss values of the last step.
+        steps: Total steps over all scales.
+        seconds: Wall time of the whole run.
+    """
+
+    image: np.ndarray
+    output: str
+    losses: dict[str, float]
+    steps: int
+    seconds: float
+
+
+class ProgressLogger:
+    """Logs an aligned progress line every `every` steps (and always on the first)."""
+
+    def __init__(self, every: int):
+        self.every = every
+        self.last: Progress | None = None
+
+    def __call__(self, progress: Progress) -> None:
+        self.last = progress
+        if self.every and (progress.step == 1 or progress.step % self.every == 0):
+            terms = progress.losses
+            logging.info(
+                "step %5d | %4d px | total %.4g | content %.4g | style %.4g | tv %.4g | %.2f s/step",
+                progress.step,
+                progress.size,
+                terms["total"],
+                terms["content"],
+                terms["style"],
+                terms["tv"],
+                progress.seconds_per_step,
+            )
+
+
+def load_inputs(config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Reads the content, style and (optional) init images named by the config.
+
+    Missing --content/--style select the built-in samples. Images larger than twice the
+    output size are downscaled on load so a huge photo does not cost memory for nothing.
+    """
+    limit = 2 * config.size
+    content = images.load_image(config.content or images.sample_path("content"))
+    style = images.load_image(config.style or images.sample_path("style"))
+    content, style = (_cap(image, limit) for image in (content, style))
+    init = None
+    if config.init not in INIT_KEYWORDS:
+        init = images.load_image(config.init)
+    return content, style, init
+
+
+def _cap(image: np.ndarray, limit: int) -> np.ndarray:
+    if max(image.shape[:2]) <= limit:
+        return image
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+
+    pil = Image.fromarray(images.to_uint8(image))
+    return np.asarray(images.resize_longest(pil, limit), dtype=np.float32)
+
+
+def stylize(config: Config) -> RunResult:
+    """Runs style transfer as configured and writes the output image atomically.
+
+    Args:
+        config: The run's settings (validated here).
+
+    Returns:
+        A RunResult with the image, output path, final losses and timing.
+
+    Raises:
+        NstError: for any problem with the settings, inputs, weights or output path.
+    """
+    start = time.perf_counter()
+    validate(config)
+    images.check_output_path(config.output)
+    content, style, init = load_inputs(config)
+    monitor = Monitor(config.logdir, config.snapshot_every)
+    logger = ProgressLogger(config.log_every)
+    monitor.start(config.to_dict(), content, style)
+    result = stylize_arrays(content, style, config, init=init, callbacks=[logger, monitor])
+    images.save_image(result, config.output)
+    last = logger.last
+    monitor.finish(last.step, result)
+    seconds = time.perf_counter() - start
+    logging.info(
+        "done: %d steps in %.1f s (%.2f s/step), total loss %.4g -> %s",
+        last.step,
+        seconds,
+        seconds / last.step,
+        last.losses["total"],
+        config.output,
+    )
+    return RunResult(result, config.output, last.losses, last.step, seconds)
