@@ -116,14 +116,9 @@ def _stylize_main(argv: list[str]) -> int:
         raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])}; all options are --flags")
 
     def body():
-        from nst_tf import images  # pylint: disable=import-outside-toplevel
-        from nst_tf.config import validate  # pylint: disable=import-outside-toplevel
-
-        config = validate(config_from_flags())
-        images.check_output_path(config.output)
         from nst_tf.run import stylize  # pylint: disable=import-outside-toplevel
 
-        stylize(config)
+        stylize(config_from_flags())
 
     return _guarded(body)
 

@@ -14,7 +14,8 @@ import tensorflow as tf
 from absl import logging
 
 from nst_tf import losses
-from nst_tf.config import Config
+from nst_tf.config import Config, layer_downsampling
+from nst_tf.errors import ConfigError
 from nst_tf.features import FeatureExtractor
 from nst_tf.images import scaled_shape
 
@@ -141,7 +142,10 @@ def _value_and_grad_fn(objective: Objective, image: tf.Variable) -> Callable:
 
 
 def _run_adam(objective, image, targets, steps, config, on_step):
-    optimizer = keras.optimizers.Adam(learning_rate=float(config.learning_rate), beta_1=0.9, epsilon=1e-1)
+    # A tiny epsilon keeps Adam invariant to the loss scale, which the weights change.
+    optimizer = keras.optimizers.Adam(
+        learning_rate=float(config.learning_rate), beta_1=0.9, beta_2=0.99, epsilon=1e-8
+    )
     step = _adam_step_fn(objective, image, optimizer)
     for _ in range(steps):
         start = time.perf_counter()
@@ -229,6 +233,7 @@ def stylize_arrays(
     for scale, size in enumerate(sizes):
         height, width = scaled_shape(int(content.shape[1]), int(content.shape[2]), size)
         s_height, s_width = scaled_shape(int(style_image.shape[1]), int(style_image.shape[2]), size)
+        _check_size(config, size, (height, width), (s_height, s_width))
         content_at = resize_images(content, height, width)
         targets = objective.targets(content_at, resize_images(style_image, s_height, s_width))
         if image is None:
@@ -252,6 +257,16 @@ def stylize_arrays(
         _OPTIMIZERS[config.optimizer](objective, image, targets, steps, config, on_step)
     result = image.numpy()
     return result[0] if single else result
+
+
+def _check_size(config: Config, size: int, *shapes: tuple[int, int]) -> None:
+    deepest = config.layers[-1]
+    needed = layer_downsampling(deepest)
+    if min(min(shape) for shape in shapes) < needed:
+        raise ConfigError(
+            f"at {size} px an image side is under {needed} px, too small for {deepest}; "
+            "raise --size/--min_size or use shallower layers"
+        )
 
 
 def _initial_image(config, content, init, height, width) -> tf.Tensor:

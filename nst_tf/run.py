@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
+import sys
 import time
 
 import numpy as np
 from absl import logging
 
-from nst_tf import images
+from nst_tf import images, weights
 from nst_tf.config import INIT_KEYWORDS, Config, validate
-from nst_tf.monitoring import Monitor
-from nst_tf.optimize import Progress, stylize_arrays
 
 
 @dataclasses.dataclass
@@ -38,9 +39,9 @@ class ProgressLogger:
 
     def __init__(self, every: int):
         self.every = every
-        self.last: Progress | None = None
+        self.last = None
 
-    def __call__(self, progress: Progress) -> None:
+    def __call__(self, progress) -> None:
         self.last = progress
         if self.every and (progress.step == 1 or progress.step % self.every == 0):
             terms = progress.losses
@@ -81,6 +82,20 @@ def _cap(image: np.ndarray, limit: int) -> np.ndarray:
     return np.asarray(images.resize_longest(pil, limit), dtype=np.float32)
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silences file descriptor 2 (TensorFlow's C++ start-up banner) for a moment."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def stylize(config: Config) -> RunResult:
     """Runs style transfer as configured and writes the output image atomically.
 
@@ -97,10 +112,22 @@ def stylize(config: Config) -> RunResult:
     validate(config)
     images.check_output_path(config.output)
     content, style, init = load_inputs(config)
+    source = weights.find_weights(config.vgg_weights)
+    # TensorFlow loads only now: every mistake in the user's input is reported first,
+    # in a fraction of a second, without TensorFlow's start-up messages.
+    with _quiet_stderr():
+        import tensorflow  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+    from nst_tf.features import FeatureExtractor  # pylint: disable=import-outside-toplevel
+    from nst_tf.monitoring import Monitor  # pylint: disable=import-outside-toplevel
+    from nst_tf.optimize import stylize_arrays  # pylint: disable=import-outside-toplevel
+
+    model = FeatureExtractor(config.layers, source.path, config.precision)
     monitor = Monitor(config.logdir, config.snapshot_every)
     logger = ProgressLogger(config.log_every)
     monitor.start(config.to_dict(), content, style)
-    result = stylize_arrays(content, style, config, init=init, callbacks=[logger, monitor])
+    result = stylize_arrays(
+        content, style, config, init=init, model=model, callbacks=[logger, monitor]
+    )
     images.save_image(result, config.output)
     last = logger.last
     monitor.finish(last.step, result)

@@ -1,0 +1,108 @@
+"""The scale pyramid, the objective's weighting, and both optimisers on a small network."""
+
+import keras
+import numpy as np
+import pytest
+
+from nst_tf import losses
+from nst_tf.config import Config
+from nst_tf.errors import ConfigError
+from nst_tf.features import FeatureExtractor
+from nst_tf.optimize import Objective, scale_sizes, stylize_arrays
+
+RNG = np.random.default_rng(2)
+LAYERS = dict(content_layers=("block2_conv1",), style_layers=("block1_conv1", "block2_conv1"))
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras.utils.set_random_seed(0)
+    return FeatureExtractor(["block1_conv1", "block2_conv1"], vgg_weights=None)
+
+
+def _images(height=24, width=32):
+    content = RNG.uniform(0, 255, (height, width, 3)).astype(np.float32)
+    style = RNG.uniform(0, 255, (20, 20, 3)).astype(np.float32)
+    return content, style
+
+
+@pytest.mark.parametrize(
+    "min_size, size, expected",
+    [(0, 512, [512]), (512, 512, [512]), (256, 512, [256, 362, 512]), (128, 300, [128, 181, 256, 300])],
+)
+def test_scale_sizes(min_size, size, expected):
+    assert scale_sizes(min_size, size) == expected
+
+
+def test_objective_applies_each_weight_once(model):
+    config = Config(content_weight=2.0, style_weight=3.0, tv_weight=5.0, style_layer_weights=(0.5, 4.0), **LAYERS)
+    objective = Objective(model, config)
+    content, style = _images()
+    targets = objective.targets(content[None], style[None])
+    image = RNG.uniform(0, 255, (1, 24, 32, 3)).astype(np.float32)
+    terms = {k: float(v) for k, v in objective(image, targets).items()}
+    features = model(image)
+    expected_content = float(losses.content_loss(model(content[None])["block2_conv1"], features["block2_conv1"])[0])
+    gram_style = {n: losses.gram_matrix(model(style[None])[n]) for n in ("block1_conv1", "block2_conv1")}
+    expected_layers = {n: float(losses.style_layer_loss(gram_style[n], features[n])[0]) for n in gram_style}
+    expected_tv = float(losses.total_variation_loss(image)[0])
+    assert terms["content"] == pytest.approx(expected_content, rel=1e-5)
+    assert terms["style/block1_conv1"] == pytest.approx(expected_layers["block1_conv1"], rel=1e-5)
+    assert terms["style"] == pytest.approx(0.5 * expected_layers["block1_conv1"] + 4.0 * expected_layers["block2_conv1"], rel=1e-5)
+    assert terms["tv"] == pytest.approx(expected_tv, rel=1e-5)
+    assert terms["total"] == pytest.approx(2 * terms["content"] + 3 * terms["style"] + 5 * terms["tv"], rel=1e-5)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_optimisers_reduce_the_loss_and_keep_pixels_in_range(model, optimizer):
+    content, style = _images()
+    config = Config(optimizer=optimizer, size=32, min_size=0, steps=15, learning_rate=5.0, init="noise", **LAYERS)
+    history = []
+    result = stylize_arrays(content, style, config, model=model, callbacks=[history.append])
+    assert [p.step for p in history] == list(range(1, 16))
+    assert history[-1].losses["total"] < 0.5 * history[0].losses["total"]
+    assert result.shape == (24, 32, 3) and result.dtype == np.float32
+    assert result.min() >= 0 and result.max() <= 255
+
+
+def test_multiscale_runs_every_scale_and_ends_at_full_size(model):
+    content, style = _images(48, 64)
+    config = Config(size=64, min_size=32, steps=3, coarse_steps=2, **LAYERS)
+    history = []
+    result = stylize_arrays(content, style, config, model=model, callbacks=[history.append])
+    assert [p.size for p in history] == [32, 32, 45, 45, 64, 64, 64]
+    assert result.shape == (48, 64, 3)
+
+
+def test_image_too_small_for_the_deepest_layer_is_refused(model):
+    content, style = _images(24, 32)
+    config = Config(size=6, min_size=0, steps=1, **LAYERS)  # 6x5 px: block2 needs >= 2
+    stylize_arrays(content, style, config, model=model)
+    with pytest.raises(ConfigError, match="too small for block5_conv1"):
+        deep = Config(size=12, min_size=0, steps=1, content_layers=("block5_conv1",), style_layers=("block1_conv1",))
+        stylize_arrays(content, style, deep, model=model)
+
+
+def test_noise_init_is_seeded(model):
+    content, style = _images()
+    config = Config(size=32, min_size=0, steps=2, init="noise", seed=7, **LAYERS)
+    a = stylize_arrays(content, style, config, model=model)
+    b = stylize_arrays(content, style, config, model=model)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_a_batch_of_images_is_optimised_together(model):
+    content, style = _images()
+    batch = np.stack([content, content[::-1]])
+    config = Config(size=32, min_size=0, steps=3, **LAYERS)
+    result = stylize_arrays(batch, style, config, model=model)
+    assert result.shape == (2, 24, 32, 3)
+    assert not np.allclose(result[0], result[1])
+
+
+def test_model_weights_do_not_change_during_a_run(model):
+    before = [w.copy() for w in model.get_weights()]
+    content, style = _images()
+    stylize_arrays(content, style, Config(size=32, min_size=0, steps=3, optimizer="adam", **LAYERS), model=model)
+    for old, new in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(old, new)
