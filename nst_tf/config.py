@@ -85,8 +85,8 @@ class Config:
     optimizer: str = "lbfgs"
     learning_rate: float = 2.0
     content_weight: float = 1.0
-    style_weight: float = 1.0
-    tv_weight: float = 0.01
+    style_weight: float = 1e-3
+    tv_weight: float = 0.0
     content_layers: tuple[str, ...] = ("block4_conv2",)
     style_layers: tuple[str, ...] = (
         "block1_conv1",
