@@ -33,6 +33,7 @@ flags.DEFINE_integer("steps", _D.steps, "Optimiser iterations at the final scale
 flags.DEFINE_integer("coarse_steps", _D.coarse_steps, "Optimiser iterations at each earlier scale.")
 flags.DEFINE_string("optimizer", _D.optimizer, f"One of {', '.join(OPTIMIZERS)}.")
 flags.DEFINE_float("learning_rate", _D.learning_rate, "Adam step size in pixel units (0..255).")
+flags.DEFINE_float("adam_beta1", _D.adam_beta1, "Adam's first-moment decay.")
 flags.DEFINE_float("content_weight", _D.content_weight, "Weight of the content loss.")
 flags.DEFINE_float("style_weight", _D.style_weight, "Weight of the style loss.")
 flags.DEFINE_float("tv_weight", _D.tv_weight, "Weight of the total-variation loss.")
@@ -55,7 +56,9 @@ flags.DEFINE_string(
 # --- export -------------------------------------------------------------------------
 flags.DEFINE_string("export_dir", None, "nst-tf-export: directory for the SavedModel.")
 flags.DEFINE_list(
-    "layers", list(_D.layers), "nst-tf-export: layers whose activations and Gram matrices to export."
+    "layers",
+    list(_D.layers),
+    "nst-tf-export: layers whose activations and Gram matrices to export.",
 )
 
 
@@ -63,7 +66,9 @@ def _floats(flag: str, values: list[str]) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in values)
     except ValueError:
-        raise ConfigError(f"--{flag} takes comma-separated numbers, got {','.join(values)}") from None
+        raise ConfigError(
+            f"--{flag} takes comma-separated numbers, got {','.join(values)}"
+        ) from None
 
 
 def config_from_flags() -> Config:

@@ -57,6 +57,7 @@ class Config:
         coarse_steps: Optimiser iterations at each earlier scale.
         optimizer: "lbfgs" (SciPy L-BFGS-B within pixel bounds) or "adam".
         learning_rate: Adam step size, in pixel units (0..255).
+        adam_beta1: Adam's first-moment decay (the TF tutorial uses 0.99).
         content_weight: Weight of the content loss.
         style_weight: Weight of the (layer-weighted) style loss.
         tv_weight: Weight of the total-variation loss.
@@ -84,6 +85,7 @@ class Config:
     coarse_steps: int = 100
     optimizer: str = "lbfgs"
     learning_rate: float = 2.0
+    adam_beta1: float = 0.9
     content_weight: float = 1.0
     style_weight: float = 1e-3
     tv_weight: float = 0.0
@@ -133,8 +135,7 @@ def _check_layers(flag: str, names: Sequence[str]) -> None:
     for name in names:
         if name not in VGG19_CONV_LAYERS:
             raise ConfigError(
-                f"--{flag}: unknown layer {name!r}; choose from "
-                f"{', '.join(VGG19_CONV_LAYERS)}"
+                f"--{flag}: unknown layer {name!r}; choose from " f"{', '.join(VGG19_CONV_LAYERS)}"
             )
     if len(set(names)) != len(names):
         raise ConfigError(f"--{flag} names a layer twice: {','.join(names)}")
@@ -164,7 +165,9 @@ def validate(config: Config) -> Config:
             f"--size={config.size} is larger than nst_tf supports (16384); use a smaller size"
         )
     if config.min_size < 0:
-        raise ConfigError(f"--min_size must be >= 0 (0 turns multi-scale off), got {config.min_size}")
+        raise ConfigError(
+            f"--min_size must be >= 0 (0 turns multi-scale off), got {config.min_size}"
+        )
     if config.steps <= 0:
         raise ConfigError(f"--steps must be a positive number of iterations, got {config.steps}")
     if config.coarse_steps <= 0:
@@ -175,6 +178,8 @@ def validate(config: Config) -> Config:
         )
     if not math.isfinite(config.learning_rate) or config.learning_rate <= 0:
         raise ConfigError(f"--learning_rate must be a positive number, got {config.learning_rate}")
+    if not 0 <= config.adam_beta1 < 1:
+        raise ConfigError(f"--adam_beta1 must be in [0, 1), got {config.adam_beta1}")
     for flag in ("content_weight", "style_weight", "tv_weight"):
         _check_weight(flag, getattr(config, flag))
     _check_layers("content_layers", config.content_layers)

@@ -62,7 +62,9 @@ def export_features(
     export_dir = os.path.abspath(export_dir)
     parent = os.path.dirname(export_dir)
     if os.path.exists(export_dir) and (not os.path.isdir(export_dir) or os.listdir(export_dir)):
-        raise OutputError(f"{export_dir} already exists and is not empty; choose a new --export_dir")
+        raise OutputError(
+            f"{export_dir} already exists and is not empty; choose a new --export_dir"
+        )
     if not os.path.isdir(parent):
         raise OutputError(f"directory {parent} does not exist; create it first")
     if not os.access(parent, os.W_OK):

@@ -15,6 +15,28 @@ from nst_tf.errors import ConfigError
 IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
 
 
+def cpu_has_bfloat16() -> bool:
+    """Whether the CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX-BF16)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str) -> str:
+    """Maps "auto" to "bfloat16" on a CPU-only machine with native bfloat16, else "float32".
+
+    Without native support bfloat16 is emulated and slower than float32.
+    """
+    if precision != "auto":
+        return precision
+    if tf.config.list_physical_devices("GPU"):
+        return "float32"
+    return "bfloat16" if cpu_has_bfloat16() else "float32"
+
+
 @contextlib.contextmanager
 def _global_dtype_policy(policy: str):
     # keras.applications builds its layers under the global policy; set it only while
@@ -39,7 +61,8 @@ class FeatureExtractor(keras.Model):
         layers: Names of VGG19 conv layers (e.g. "block4_conv2") to return.
         vgg_weights: "auto" to search for the ImageNet weights (see nst_tf.weights),
             a file path, "download", or None for random weights (tests).
-        precision: "float32" or "bfloat16" (bfloat16 convolutions, float32 outputs).
+        precision: "float32", "bfloat16" (bfloat16 convolutions, float32 outputs) or
+            "auto" (see resolve_precision).
         **kwargs: Passed to keras.Model.
     """
 
@@ -54,7 +77,7 @@ class FeatureExtractor(keras.Model):
         self.layer_names = tuple(layers)
         self.vgg_weights = vgg_weights
         self.precision = precision
-        policy = "mixed_bfloat16" if precision == "bfloat16" else "float32"
+        policy = "mixed_bfloat16" if resolve_precision(precision) == "bfloat16" else "float32"
         with _global_dtype_policy(policy):
             vgg = keras.applications.VGG19(
                 include_top=False, weights=None, input_shape=(None, None, 3)

@@ -28,7 +28,9 @@ class Monitor:
 
     def __init__(self, logdir: str | None, snapshot_every: int = 50):
         self.snapshot_every = snapshot_every
-        self.writer = tf.summary.create_file_writer(logdir) if logdir else tf.summary.create_noop_writer()
+        self.writer = (
+            tf.summary.create_file_writer(logdir) if logdir else tf.summary.create_noop_writer()
+        )
 
     def start(self, config: dict, content: np.ndarray, style: np.ndarray) -> None:
         """Logs the settings and the inputs at step 0."""

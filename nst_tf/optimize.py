@@ -144,7 +144,10 @@ def _value_and_grad_fn(objective: Objective, image: tf.Variable) -> Callable:
 def _run_adam(objective, image, targets, steps, config, on_step):
     # A tiny epsilon keeps Adam invariant to the loss scale, which the weights change.
     optimizer = keras.optimizers.Adam(
-        learning_rate=float(config.learning_rate), beta_1=0.9, beta_2=0.99, epsilon=1e-8
+        learning_rate=float(config.learning_rate),
+        beta_1=float(config.adam_beta1),
+        beta_2=0.99,
+        epsilon=1e-8,
     )
     step = _adam_step_fn(objective, image, optimizer)
     for _ in range(steps):
@@ -181,7 +184,13 @@ def _run_lbfgs(objective, image, targets, steps, config, on_step):
         bounds=scipy.optimize.Bounds(0.0, 255.0),
         callback=callback,
         # ftol/gtol 0: run the iterations asked for; the loss scale is arbitrary.
-        options={"maxiter": steps, "maxfun": 2 * steps + 10, "maxcor": 20, "ftol": 0.0, "gtol": 0.0},
+        options={
+            "maxiter": steps,
+            "maxfun": 2 * steps + 10,
+            "maxcor": 20,
+            "ftol": 0.0,
+            "gtol": 0.0,
+        },
     )
     # The last evaluation may be a rejected line-search trial: keep the best point.
     image.assign(tf.constant(result.x.reshape(shape), tf.float32))
@@ -242,9 +251,7 @@ def stylize_arrays(
             start = resize_images(image.value(), height, width)
         image = tf.Variable(start, trainable=True, name=f"image_{scale}")
         steps = config.steps if scale == len(sizes) - 1 else config.coarse_steps
-        logging.info(
-            "scale %d/%d: %dx%d px, %d steps", scale + 1, len(sizes), width, height, steps
-        )
+        logging.info("scale %d/%d: %dx%d px, %d steps", scale + 1, len(sizes), width, height, steps)
 
         def on_step(terms, seconds, scale=scale, size=size, image=image):
             nonlocal step

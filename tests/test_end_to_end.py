@@ -49,7 +49,16 @@ def test_cli_stylises_the_samples_and_logs_to_tensorboard(tmp_path):
     accumulator = EventAccumulator(str(logdir), size_guidance={"tensors": 0})
     accumulator.Reload()
     tags = accumulator.Tags()["tensors"]
-    for tag in ["loss/total", "loss/content", "loss/style", "loss/tv", "generated", "input/content", "input/style", "config"]:
+    for tag in [
+        "loss/total",
+        "loss/content",
+        "loss/style",
+        "loss/tv",
+        "generated",
+        "input/content",
+        "input/style",
+        "config",
+    ]:
         assert tag in tags
     total = _scalars(accumulator, "loss/total")
     assert sorted(total) == list(range(1, 13))
@@ -75,7 +84,13 @@ def test_export_reloads_in_a_fresh_process(tmp_path):
     np.save(tmp_path / "batch.npy", batch)
 
     shown = subprocess.run(
-        [os.path.join(os.path.dirname(sys.executable), "saved_model_cli"), "show", "--dir", str(export_dir), "--all"],
+        [
+            os.path.join(os.path.dirname(sys.executable), "saved_model_cli"),
+            "show",
+            "--dir",
+            str(export_dir),
+            "--all",
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -92,7 +107,9 @@ def test_export_reloads_in_a_fresh_process(tmp_path):
         "out = f(images=tf.constant(np.load(d + '/batch.npy')))\n"
         "np.savez(d + '/loaded.npz', **{k: v.numpy() for k, v in out.items()})\n"
     )
-    loaded = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=300)
+    loaded = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
     assert loaded.returncode == 0, loaded.stderr
     reloaded = np.load(tmp_path / "loaded.npz")
 

@@ -39,14 +39,18 @@ def test_caffe_preprocessing_matches_numpy(model):
             patch = padded[i : i + 3, j : j + 3, :]
             expected[i, j] = np.einsum("hwc,hwco->o", patch, kernel) + bias
     expected = np.maximum(expected, 0)
-    np.testing.assert_allclose(model(image)["block1_conv1"].numpy()[0], expected, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(
+        model(image)["block1_conv1"].numpy()[0], expected, rtol=1e-4, atol=1e-3
+    )
 
 
 def test_network_is_truncated_at_the_deepest_layer():
     small = FeatureExtractor(["block2_conv1", "block1_conv2"], vgg_weights=None)
     names = [layer.name for layer in small.vgg.layers]
     assert "block2_conv1" in names
-    assert not any(name.startswith(("block2_conv2", "block3", "block4", "block5")) for name in names)
+    assert not any(
+        name.startswith(("block2_conv2", "block3", "block4", "block5")) for name in names
+    )
 
 
 def test_unknown_layer_is_refused():

@@ -28,35 +28,64 @@ def _images(height=24, width=32):
 
 @pytest.mark.parametrize(
     "min_size, size, expected",
-    [(0, 512, [512]), (512, 512, [512]), (256, 512, [256, 362, 512]), (128, 300, [128, 181, 256, 300])],
+    [
+        (0, 512, [512]),
+        (512, 512, [512]),
+        (256, 512, [256, 362, 512]),
+        (128, 300, [128, 181, 256, 300]),
+    ],
 )
 def test_scale_sizes(min_size, size, expected):
     assert scale_sizes(min_size, size) == expected
 
 
 def test_objective_applies_each_weight_once(model):
-    config = Config(content_weight=2.0, style_weight=3.0, tv_weight=5.0, style_layer_weights=(0.5, 4.0), **LAYERS)
+    config = Config(
+        content_weight=2.0,
+        style_weight=3.0,
+        tv_weight=5.0,
+        style_layer_weights=(0.5, 4.0),
+        **LAYERS
+    )
     objective = Objective(model, config)
     content, style = _images()
     targets = objective.targets(content[None], style[None])
     image = RNG.uniform(0, 255, (1, 24, 32, 3)).astype(np.float32)
     terms = {k: float(v) for k, v in objective(image, targets).items()}
     features = model(image)
-    expected_content = float(losses.content_loss(model(content[None])["block2_conv1"], features["block2_conv1"])[0])
-    gram_style = {n: losses.gram_matrix(model(style[None])[n]) for n in ("block1_conv1", "block2_conv1")}
-    expected_layers = {n: float(losses.style_layer_loss(gram_style[n], features[n])[0]) for n in gram_style}
+    expected_content = float(
+        losses.content_loss(model(content[None])["block2_conv1"], features["block2_conv1"])[0]
+    )
+    gram_style = {
+        n: losses.gram_matrix(model(style[None])[n]) for n in ("block1_conv1", "block2_conv1")
+    }
+    expected_layers = {
+        n: float(losses.style_layer_loss(gram_style[n], features[n])[0]) for n in gram_style
+    }
     expected_tv = float(losses.total_variation_loss(image)[0])
     assert terms["content"] == pytest.approx(expected_content, rel=1e-5)
     assert terms["style/block1_conv1"] == pytest.approx(expected_layers["block1_conv1"], rel=1e-5)
-    assert terms["style"] == pytest.approx(0.5 * expected_layers["block1_conv1"] + 4.0 * expected_layers["block2_conv1"], rel=1e-5)
+    assert terms["style"] == pytest.approx(
+        0.5 * expected_layers["block1_conv1"] + 4.0 * expected_layers["block2_conv1"], rel=1e-5
+    )
     assert terms["tv"] == pytest.approx(expected_tv, rel=1e-5)
-    assert terms["total"] == pytest.approx(2 * terms["content"] + 3 * terms["style"] + 5 * terms["tv"], rel=1e-5)
+    assert terms["total"] == pytest.approx(
+        2 * terms["content"] + 3 * terms["style"] + 5 * terms["tv"], rel=1e-5
+    )
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
 def test_optimisers_reduce_the_loss_and_keep_pixels_in_range(model, optimizer):
     content, style = _images()
-    config = Config(optimizer=optimizer, size=32, min_size=0, steps=15, learning_rate=5.0, init="noise", **LAYERS)
+    config = Config(
+        optimizer=optimizer,
+        size=32,
+        min_size=0,
+        steps=15,
+        learning_rate=5.0,
+        init="noise",
+        **LAYERS
+    )
     history = []
     result = stylize_arrays(content, style, config, model=model, callbacks=[history.append])
     assert [p.step for p in history] == list(range(1, 16))
@@ -79,7 +108,13 @@ def test_image_too_small_for_the_deepest_layer_is_refused(model):
     config = Config(size=6, min_size=0, steps=1, **LAYERS)  # 6x5 px: block2 needs >= 2
     stylize_arrays(content, style, config, model=model)
     with pytest.raises(ConfigError, match="too small for block5_conv1"):
-        deep = Config(size=12, min_size=0, steps=1, content_layers=("block5_conv1",), style_layers=("block1_conv1",))
+        deep = Config(
+            size=12,
+            min_size=0,
+            steps=1,
+            content_layers=("block5_conv1",),
+            style_layers=("block1_conv1",),
+        )
         stylize_arrays(content, style, deep, model=model)
 
 
@@ -103,6 +138,11 @@ def test_a_batch_of_images_is_optimised_together(model):
 def test_model_weights_do_not_change_during_a_run(model):
     before = [w.copy() for w in model.get_weights()]
     content, style = _images()
-    stylize_arrays(content, style, Config(size=32, min_size=0, steps=3, optimizer="adam", **LAYERS), model=model)
+    stylize_arrays(
+        content,
+        style,
+        Config(size=32, min_size=0, steps=3, optimizer="adam", **LAYERS),
+        model=model,
+    )
     for old, new in zip(before, model.get_weights()):
         np.testing.assert_array_equal(old, new)

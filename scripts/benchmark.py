@@ -1,0 +1,313 @@
+"""Measures nst_tf's speed, time-to-quality and memory on this machine; writes docs/benchmarks.md.
+
+    python scripts/benchmark.py            # full run (about an hour on 2 cores)
+    python scripts/benchmark.py --quick    # a smoke run in under 2 minutes
+
+(a) float32 and bfloat16 matmul peak; (b) s/step and achieved GFLOP/s of our compiled
+step (VGG19 conv FLOPs, forward plus input gradient) at 256/512/1024 px; (c) wall time
+each method needs to reach the objective value that 1000 single-scale Adam steps with the
+TF tutorial's settings reach, all scored with one fixed float32 objective on the full-size
+512 px image; (d) peak resident memory of a run per size (a fresh process each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from nst_tf import images  # noqa: E402
+from nst_tf.config import Config  # noqa: E402
+from nst_tf.features import FeatureExtractor  # noqa: E402
+from nst_tf.optimize import Objective, resize_images, stylize_arrays  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def matmul_gflops(dtype: tf.DType, n: int, repeats: int) -> float:
+    a = tf.random.normal([n, n], dtype=tf.float32)
+    a = tf.cast(a, dtype)
+    matmul = tf.function(lambda x: tf.linalg.matmul(x, x))
+    matmul(a).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a).numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def conv_flops(model: FeatureExtractor, height: int, width: int) -> float:
+    """Forward conv FLOPs of the truncated network (2 * MACs), at one image size."""
+    total = 0.0
+    h, w = height, width
+    for layer in model.vgg.layers:
+        if layer.__class__.__name__ == "MaxPooling2D":
+            h, w = h // 2, w // 2
+        elif layer.__class__.__name__ == "Conv2D":
+            kernel = layer.kernel.shape
+            total += 2.0 * h * w * kernel[0] * kernel[1] * kernel[2] * kernel[3]
+    return total
+
+
+def step_speed(size: int, precision: str, steps: int) -> dict:
+    """Seconds per compiled value-and-gradient step, as the L-BFGS loop calls it."""
+    config = Config(precision=precision)
+    model = FeatureExtractor(config.layers, "auto", precision)
+    objective = Objective(model, config)
+    x = np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype(np.float32)
+    targets = objective.targets(tf.constant(x), tf.constant(x))
+    image = tf.Variable(x)
+
+    @tf.function
+    def value_and_grad(targets):
+        with tf.GradientTape() as tape:
+            terms = objective(image, targets)
+        return terms["total"], tape.gradient(terms["total"], image)
+
+    value_and_grad(targets)[1].numpy()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        value_and_grad(targets)[1].numpy()
+        times.append(time.perf_counter() - start)
+    seconds = float(np.median(times))
+    flops = 2 * conv_flops(model, size, size)  # forward + input gradient
+    return {
+        "size": size,
+        "precision": precision,
+        "s_per_step": seconds,
+        "gflops": flops / seconds / 1e9,
+        "step_gflop": flops / 1e9,
+    }
+
+
+class Scorer:
+    """Scores any image with one fixed float32 objective at full size (512 px)."""
+
+    def __init__(self, content, style, size):
+        self.config = Config(size=size)
+        model = FeatureExtractor(self.config.layers, "auto", "float32")
+        self.objective = Objective(model, self.config)
+        h, w = images.scaled_shape(content.shape[0], content.shape[1], size)
+        sh, sw = images.scaled_shape(style.shape[0], style.shape[1], size)
+        self.shape = (h, w)
+        self.content = resize_images(tf.constant(content[None]), h, w)
+        self.targets = self.objective.targets(
+            self.content, resize_images(tf.constant(style[None]), sh, sw)
+        )
+        self.score_fn = tf.function(lambda x: self.objective(x, self.targets)["total"])
+
+    def __call__(self, image: np.ndarray) -> float:
+        x = resize_images(tf.constant(image[None]), *self.shape)
+        return float(self.score_fn(x))
+
+
+class Recorder:
+    """A progress callback recording (seconds, full-size objective), net of its own cost."""
+
+    def __init__(self, scorer, every):
+        self.scorer, self.every = scorer, every
+        self.points = []
+        self.overhead = 0.0
+        self.start = time.perf_counter()
+
+    def __call__(self, progress):
+        if progress.step % self.every:
+            return
+        begin = time.perf_counter()
+        elapsed = begin - self.start - self.overhead
+        self.points.append((elapsed, self.scorer(progress.image())))
+        self.overhead += time.perf_counter() - begin
+
+
+def time_to_quality(content, style, quick: bool) -> dict:
+    size = 256 if quick else 512
+    scorer = Scorer(content, style, size)
+    adam_steps = 40 if quick else 1000
+    precision = "auto"
+    methods = {
+        f"Adam, single scale, {adam_steps} steps (TF tutorial: lr 0.02*255, beta1 0.99)": (
+            Config(
+                size=size,
+                min_size=0,
+                steps=adam_steps,
+                optimizer="adam",
+                learning_rate=0.02 * 255,
+                adam_beta1=0.99,
+                precision="float32",
+            ),
+            20 if not quick else 10,
+        ),
+        "L-BFGS, single scale": (
+            Config(size=size, min_size=0, steps=30 if quick else 300, precision=precision),
+            5,
+        ),
+        "default (multi-scale L-BFGS)": (
+            Config(
+                size=size,
+                precision=precision,
+                **({"min_size": 128, "steps": 10, "coarse_steps": 10} if quick else {}),
+            ),
+            5,
+        ),
+    }
+    results = {}
+    for name, (config, every) in methods.items():
+        recorder = Recorder(scorer, every)
+        recorder.start = time.perf_counter()
+        out = stylize_arrays(content, style, config, callbacks=[recorder])
+        wall = time.perf_counter() - recorder.start - recorder.overhead
+        final = scorer(out)
+        recorder.points.append((wall, final))
+        results[name] = {"points": recorder.points, "wall": wall, "final": final, "config": config}
+        images.save_image(
+            out,
+            os.path.join(
+                ROOT, "docs", "images", f"bench_{name.split(',')[0].split(' ')[0].lower()}.jpg"
+            ),
+        )
+    target = results[next(iter(results))]["final"]
+    for result in results.values():
+        hit = [t for t, v in result["points"] if v <= target]
+        result["time_to_target"] = min(hit) if hit else None
+    return {"target": target, "size": size, "methods": results}
+
+
+def memory_probe(size: int, precision: str) -> None:
+    """Runs 3 steps at one size in this process and prints peak RSS (MiB) as JSON."""
+    rng = np.random.default_rng(0)
+    content = rng.uniform(0, 255, (size, size, 3)).astype(np.float32)
+    config = Config(size=size, min_size=0, steps=3, precision=precision)
+    stylize_arrays(content, content, config)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"size": size, "precision": precision, "peak_mib": peak}))
+
+
+def peak_memory(size: int, precision: str) -> float:
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory_probe", str(size), "--precision", precision],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--images", default=os.path.join(ROOT, "..", "shared", "images"))
+    parser.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
+    parser.add_argument("--memory_probe", type=int)
+    parser.add_argument("--precision", default="float32")
+    args = parser.parse_args()
+    if args.memory_probe:
+        memory_probe(args.memory_probe, args.precision)
+        return
+    quick = args.quick
+    started = time.time()
+    n = 4096  # smaller matrices do not reach the bfloat16 peak
+    peaks = {
+        name: matmul_gflops(dtype, n, 3 if quick else 10)
+        for name, dtype in [("float32", tf.float32), ("bfloat16", tf.bfloat16)]
+    }
+    print("matmul GFLOP/s", peaks, flush=True)
+    sizes = [256] if quick else [256, 512, 1024]
+    speeds = [step_speed(s, p, 2 if quick else 5) for s in sizes for p in ("float32", "bfloat16")]
+    for s in speeds:
+        print(s, flush=True)
+    content = images.load_image(os.path.join(args.images, "boston.jpg"), 1024)
+    style = images.load_image(os.path.join(args.images, "starry_night_google.jpg"), 1024)
+    quality = time_to_quality(content, style, quick)
+    print(
+        {k: (v["wall"], v["final"], v["time_to_target"]) for k, v in quality["methods"].items()},
+        flush=True,
+    )
+    memory = {
+        s: {p: peak_memory(s, p) for p in ("float32", "bfloat16")}
+        for s in ([256] if quick else [256, 512, 1024])
+    }
+    write_report(args, peaks, speeds, quality, memory, time.time() - started)
+
+
+def write_report(args, peaks, speeds, quality, memory, seconds):
+    lines = [
+        "# nst_tf benchmarks",
+        "",
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores; Python {platform.python_version()}, "
+        f"TensorFlow {tf.__version__}, NumPy {np.__version__}. Run {'--quick ' if args.quick else ''}"
+        f"on {time.strftime('%Y-%m-%d')}, {seconds / 60:.1f} min.",
+        "",
+        f"Command: `python scripts/benchmark.py{' --quick' if args.quick else ''}`",
+        "",
+        "## Matmul peak",
+        "",
+        "| dtype | GFLOP/s |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v:.0f} |" for k, v in peaks.items()]
+    lines += [
+        "",
+        "## Step speed (compiled value-and-gradient step, default layers up to block5_conv1)",
+        "",
+        "| size | precision | GFLOP/step | s/step | GFLOP/s | % of matmul peak | speed-up vs float32 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    base = {s["size"]: s["s_per_step"] for s in speeds if s["precision"] == "float32"}
+    for s in speeds:
+        lines.append(
+            f"| {s['size']} | {s['precision']} | {s['step_gflop']:.0f} | {s['s_per_step']:.3f} | "
+            f"{s['gflops']:.0f} | {100 * s['gflops'] / peaks[s['precision']]:.0f}% | "
+            f"{base[s['size']] / s['s_per_step']:.2f}x |"
+        )
+    lines += [
+        "",
+        f"## Time to quality ({quality['size']} px, Boston photo + Starry Night)",
+        "",
+        f"Target: the objective the Adam run ends with, {quality['target']:.4g}, every image scored with "
+        "the same float32 objective (default weights and layers) at full size.",
+        "",
+        "| method | wall time (s) | final objective | time to target (s) |",
+        "|---|---|---|---|",
+    ]
+    for name, r in quality["methods"].items():
+        ttt = f"{r['time_to_target']:.1f}" if r["time_to_target"] is not None else "not reached"
+        lines.append(f"| {name} | {r['wall']:.1f} | {r['final']:.4g} | {ttt} |")
+    lines += [
+        "",
+        "## Peak memory (resident, whole process, 3 steps single scale)",
+        "",
+        "| size | float32 MiB | bfloat16 MiB |",
+        "|---|---|---|",
+    ]
+    for size, m in memory.items():
+        lines.append(f"| {size} | {m['float32']:.0f} | {m['bfloat16']:.0f} |")
+    with open(args.out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
