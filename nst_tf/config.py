@@ -101,7 +101,7 @@ class Config:
     normalization: str = "mean"
     init: str = "content"
     seed: int = 0
-    precision: str = "float32"
+    precision: str = "auto"
     logdir: str | None = None
     snapshot_every: int = 50
     log_every: int = 10

@@ -52,6 +52,8 @@ class Progress:
         losses: Named loss values ("total", "content", "style", "tv", "style/<layer>").
         seconds_per_step: Wall time of this step.
         image: Callable returning the current image as a float32 [H, W, 3] array.
+        traces: How many times the loss graph has been traced so far in this run
+            (one per scale; more would mean per-step retracing).
     """
 
     step: int
@@ -60,6 +62,7 @@ class Progress:
     losses: dict[str, float]
     seconds_per_step: float
     image: Callable[[], np.ndarray]
+    traces: int = 0
 
 
 Targets = dict[str, tf.Tensor]
@@ -76,6 +79,7 @@ class Objective:
         self.config = config
         self.content_layers = tuple(config.content_layers)
         self.style_weights = config.layer_weights()
+        self.traces = 0
 
     def targets(self, content: tf.Tensor, style: tf.Tensor) -> Targets:
         """Content activations and style Gram matrices, computed once per scale."""
@@ -89,6 +93,9 @@ class Objective:
 
     def __call__(self, images: tf.Tensor, targets: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """Named loss terms summed over the batch; "total" is the weighted sum."""
+        # Inside tf.function this Python line runs only while tracing: a cheap,
+        # testable count of how often the step is (re)compiled.
+        self.traces += 1
         norm = self.config.normalization
         features = self.model(images)
         content = tf.add_n(
@@ -149,6 +156,8 @@ def _run_adam(objective, image, targets, steps, config, on_step):
         beta_2=0.99,
         epsilon=1e-8,
     )
+    # Creating the slots here, not on the first call, spares tf.function a second trace.
+    optimizer.build([image])
     step = _adam_step_fn(objective, image, optimizer)
     for _ in range(steps):
         start = time.perf_counter()
@@ -257,7 +266,9 @@ def stylize_arrays(
             nonlocal step
             step += 1
             values = {name: float(value) for name, value in terms.items()}
-            progress = Progress(step, scale, size, values, seconds, lambda: image.numpy()[0])
+            progress = Progress(
+                step, scale, size, values, seconds, lambda: image.numpy()[0], objective.traces
+            )
             for callback in callbacks:
                 callback(progress)
 

@@ -118,6 +118,16 @@ def test_image_too_small_for_the_deepest_layer_is_refused(model):
         stylize_arrays(content, style, deep, model=model)
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_the_step_is_traced_once_per_scale(model, optimizer):
+    content, style = _images(48, 64)
+    config = Config(size=64, min_size=32, steps=6, coarse_steps=5, optimizer=optimizer, **LAYERS)
+    history = []
+    stylize_arrays(content, style, config, model=model, callbacks=[history.append])
+    assert len(history) == 16
+    assert [p.traces for p in history if p.step in (1, 6, 11, 16)] == [1, 2, 3, 3]
+
+
 def test_noise_init_is_seeded(model):
     content, style = _images()
     config = Config(size=32, min_size=0, steps=2, init="noise", seed=7, **LAYERS)
