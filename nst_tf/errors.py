@@ -22,3 +22,21 @@ class OutputError(NstError):
 
 class WeightsError(NstError):
     """VGG19 weights are missing, corrupt, or refused as unsafe."""
+
+
+class NumericalError(NstError):
+    """A loss or gradient became NaN or infinite; `image` holds the last finite image."""
+
+    def __init__(self, message: str, image=None):
+        super().__init__(message)
+        self.image = image
+
+
+class Interrupted(Exception):  # noqa: N818 - an event, not a failure
+    """The run was stopped by a signal; `image` holds the image at that moment."""
+
+    def __init__(self, signum: int, step: int = 0, image=None):
+        super().__init__(f"interrupted by signal {signum}")
+        self.signum = signum
+        self.step = step
+        self.image = image

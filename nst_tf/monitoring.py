@@ -52,8 +52,12 @@ class Monitor:
                 self.writer.flush()
 
     def finish(self, step: int, image: np.ndarray) -> None:
-        """Logs the final image and flushes the events to disk."""
+        """Logs the final image and closes the writer."""
         with self.writer.as_default(step=step):
             tf.summary.image("generated", _batch(image))
+        self.close()
+
+    def close(self) -> None:
+        """Flushes the events to disk and closes the writer."""
         self.writer.flush()
         self.writer.close()

@@ -13,9 +13,9 @@ import scipy.optimize
 import tensorflow as tf
 from absl import logging
 
-from nst_tf import losses
+from nst_tf import checkpoints, losses
 from nst_tf.config import Config, layer_downsampling
-from nst_tf.errors import ConfigError
+from nst_tf.errors import ConfigError, Interrupted, NumericalError
 from nst_tf.features import FeatureExtractor
 from nst_tf.images import scaled_shape
 
@@ -123,89 +123,135 @@ class Objective:
         return terms
 
 
-def _adam_step_fn(objective: Objective, image: tf.Variable, optimizer) -> Callable:
-    @tf.function
-    def step(targets):
-        with tf.GradientTape() as tape:
-            terms = objective(image, targets)
-        grad = tape.gradient(terms["total"], image)
-        optimizer.apply_gradients([(grad, image)])
-        # Projected gradient descent: stay inside the valid pixel range throughout,
-        # rather than clamping an unbounded result at the end.
-        image.assign(tf.clip_by_value(image, 0.0, 255.0))
-        return terms
-
-    return step
-
-
 def _value_and_grad_fn(objective: Objective, image: tf.Variable) -> Callable:
     @tf.function
     def value_and_grad(targets):
         with tf.GradientTape() as tape:
             terms = objective(image, targets)
-        return terms, tape.gradient(terms["total"], image)
+        grad = tape.gradient(terms["total"], image)
+        terms["grad_norm"] = tf.norm(grad)
+        return terms, grad
 
     return value_and_grad
 
 
-def _run_adam(objective, image, targets, steps, config, on_step):
-    # A tiny epsilon keeps Adam invariant to the loss scale, which the weights change.
-    optimizer = keras.optimizers.Adam(
-        learning_rate=float(config.learning_rate),
-        beta_1=float(config.adam_beta1),
-        beta_2=0.99,
-        epsilon=1e-8,
+def _check_finite(terms: Mapping[str, tf.Tensor], step: int) -> None:
+    """Raises NumericalError naming the first loss term that is NaN or infinite."""
+    if math.isfinite(float(terms["total"])) and math.isfinite(float(terms["grad_norm"])):
+        return
+    values = {name: float(value) for name, value in terms.items()}
+    bad = [n for n, v in values.items() if n not in ("total", "grad_norm") and not math.isfinite(v)]
+    if bad:
+        culprit = f"the {bad[0]} loss became {values[bad[0]]}"
+    elif not math.isfinite(values["total"]):
+        culprit = f"the weighted total overflowed to {values['total']}"
+    else:
+        culprit = "the gradient became NaN or infinite"
+    raise NumericalError(
+        f"step {step}: {culprit}; lower --learning_rate or the loss weights "
+        "(the last finite image was kept)"
     )
-    # Creating the slots here, not on the first call, spares tf.function a second trace.
-    optimizer.build([image])
-    step = _adam_step_fn(objective, image, optimizer)
-    for _ in range(steps):
-        start = time.perf_counter()
-        terms = step(targets)
-        on_step(terms, time.perf_counter() - start)
 
 
-def _run_lbfgs(objective, image, targets, steps, config, on_step):
-    del config
-    value_and_grad = _value_and_grad_fn(objective, image)
-    shape = image.shape
-    last = {}
+class _Adam:
+    """Adam on the image; its moments are part of the checkpoint."""
 
-    def fun(x):
-        image.assign(tf.constant(x.reshape(shape), tf.float32))
-        terms, grad = value_and_grad(targets)
-        last["terms"] = terms
-        return float(terms["total"]), grad.numpy().astype(np.float64).ravel()
+    def __init__(self, objective, image, targets, config):
+        self.image, self.targets = image, targets
+        # A tiny epsilon keeps Adam invariant to the loss scale, which the weights change.
+        self.optimizer = keras.optimizers.Adam(
+            learning_rate=float(config.learning_rate),
+            beta_1=float(config.adam_beta1),
+            beta_2=0.99,
+            epsilon=1e-8,
+        )
+        # Creating the slots now, not on the first call, spares tf.function a second trace.
+        self.optimizer.build([image])
+        self.value_and_grad = _value_and_grad_fn(objective, image)
 
-    clock = [time.perf_counter()]
+        @tf.function
+        def apply(grad):
+            self.optimizer.apply_gradients([(grad, image)])
+            # Projected gradient descent: stay inside the valid pixel range throughout,
+            # rather than clamping an unbounded result at the end.
+            image.assign(tf.clip_by_value(image, 0.0, 255.0))
 
-    def callback(intermediate_result):
-        del intermediate_result
-        now = time.perf_counter()
-        on_step(last["terms"], now - clock[0])
-        clock[0] = now
+        self.apply = apply
 
-    result = scipy.optimize.minimize(
-        fun,
-        image.numpy().astype(np.float64).ravel(),
-        jac=True,
-        method="L-BFGS-B",
-        bounds=scipy.optimize.Bounds(0.0, 255.0),
-        callback=callback,
-        # ftol/gtol 0: run the iterations asked for; the loss scale is arbitrary.
-        options={
-            "maxiter": steps,
-            "maxfun": 2 * steps + 10,
-            "maxcor": 20,
-            "ftol": 0.0,
-            "gtol": 0.0,
-        },
-    )
-    # The last evaluation may be a rejected line-search trial: keep the best point.
-    image.assign(tf.constant(result.x.reshape(shape), tf.float32))
+    def state(self) -> dict:
+        return {"optimizer": self.optimizer}
+
+    def run(self, steps: int, on_step: Callable, step: int) -> None:
+        for i in range(steps):
+            start = time.perf_counter()
+            terms, grad = self.value_and_grad(self.targets)
+            _check_finite(terms, step + i + 1)  # before the update: the image stays finite
+            self.apply(grad)
+            terms["learning_rate"] = self.optimizer.learning_rate
+            on_step(terms, time.perf_counter() - start)
 
 
-_OPTIMIZERS = {"adam": _run_adam, "lbfgs": _run_lbfgs}
+class _Lbfgs:
+    """SciPy's L-BFGS-B within the pixel bounds.
+
+    Each run() is a fresh minimisation, so at a checkpoint the image is the whole
+    optimiser state and a resumed run repeats an uninterrupted one exactly.
+    """
+
+    def __init__(self, objective, image, targets, config):
+        del config
+        self.image, self.targets = image, targets
+        self.value_and_grad = _value_and_grad_fn(objective, image)
+
+    def state(self) -> dict:
+        return {}
+
+    def run(self, steps: int, on_step: Callable, step: int) -> None:
+        image, shape = self.image, self.image.shape
+        last = {}
+        clock = [time.perf_counter()]
+        accepted = [image.numpy()]
+
+        def fun(x):
+            image.assign(tf.constant(x.reshape(shape), tf.float32))
+            terms, grad = self.value_and_grad(self.targets)
+            try:
+                _check_finite(terms, step + len(accepted))
+            except NumericalError:
+                image.assign(accepted[-1])
+                raise
+            last["terms"] = terms
+            return float(terms["total"]), grad.numpy().astype(np.float64).ravel()
+
+        def callback(intermediate_result):
+            # The variable may hold a rejected line-search trial: show the accepted point.
+            accepted[-1:] = [intermediate_result.x.reshape(shape).astype(np.float32)]
+            accepted.append(accepted[-1])
+            image.assign(accepted[-1])
+            now = time.perf_counter()
+            on_step(last["terms"], now - clock[0])
+            clock[0] = now
+
+        result = scipy.optimize.minimize(
+            fun,
+            image.numpy().astype(np.float64).ravel(),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=scipy.optimize.Bounds(0.0, 255.0),
+            callback=callback,
+            # ftol/gtol 0: run the iterations asked for; the loss scale is arbitrary.
+            options={
+                "maxiter": steps,
+                "maxfun": 2 * steps + 10,
+                "maxcor": 20,
+                "ftol": 0.0,
+                "gtol": 0.0,
+            },
+        )
+        image.assign(tf.constant(result.x.reshape(shape), tf.float32))
+
+
+_OPTIMIZERS = {"adam": _Adam, "lbfgs": _Lbfgs}
 
 
 def resize_images(images: tf.Tensor, height: int, width: int) -> tf.Tensor:
@@ -224,6 +270,9 @@ def stylize_arrays(
 ) -> np.ndarray:
     """Stylises a batch of content images with one style image.
 
+    With config.checkpoint_dir set, a checkpoint is written every config.checkpoint_every
+    steps and at the end of each scale, and config.resume continues the newest one.
+
     Args:
         content: [batch, H, W, 3] or [H, W, 3] float RGB in 0..255, any resolution; it is
             resized to each scale of the pyramid.
@@ -236,6 +285,10 @@ def stylize_arrays(
 
     Returns:
         The result as float32, [batch, H, W, 3] (or [H, W, 3] if `content` was 3-D).
+
+    Raises:
+        NumericalError: a loss went NaN/inf; its `image` is the last finite image.
+        Interrupted: a callback stopped the run; a checkpoint of that moment is saved.
     """
     single = content.ndim == 3
     content = tf.constant(content[None] if single else content, tf.float32)
@@ -246,35 +299,86 @@ def stylize_arrays(
         model = FeatureExtractor(config.layers, config.vgg_weights or "auto", config.precision)
     objective = Objective(model, config)
     sizes = scale_sizes(config.min_size, config.size)
-    step = 0
+    state = checkpoints.RunState(config)
+    position, restore_path = checkpoints.Position(), None
+    if config.checkpoint_dir and config.resume:
+        restore_path, position = checkpoints.read_position(config.checkpoint_dir, config)
+        logging.info("resuming %s at step %d", restore_path, position.step)
+    elif config.checkpoint_dir:
+        checkpoints.clear(config.checkpoint_dir)
     image = None
-    for scale, size in enumerate(sizes):
+    for scale in range(position.scale, len(sizes)):
+        size = sizes[scale]
         height, width = scaled_shape(int(content.shape[1]), int(content.shape[2]), size)
         s_height, s_width = scaled_shape(int(style_image.shape[1]), int(style_image.shape[2]), size)
         _check_size(config, size, (height, width), (s_height, s_width))
         content_at = resize_images(content, height, width)
         targets = objective.targets(content_at, resize_images(style_image, s_height, s_width))
         if image is None:
-            start = _initial_image(config, content_at, init, height, width)
+            start = _initial_image(config, content_at, init, state.rng)
         else:
             start = resize_images(image.value(), height, width)
         image = tf.Variable(start, trainable=True, name=f"image_{scale}")
+        runner = _OPTIMIZERS[config.optimizer](objective, image, targets, config)
+        manager = None
+        if config.checkpoint_dir:
+            checkpoint = state.checkpoint(image=image, **runner.state())
+            manager = tf.train.CheckpointManager(checkpoint, config.checkpoint_dir, max_to_keep=2)
+            if restore_path:
+                checkpoint.restore(restore_path).assert_existing_objects_matched()
+                restore_path = None
         steps = config.steps if scale == len(sizes) - 1 else config.coarse_steps
         logging.info("scale %d/%d: %dx%d px, %d steps", scale + 1, len(sizes), width, height, steps)
 
         def on_step(terms, seconds, scale=scale, size=size, image=image):
-            nonlocal step
-            step += 1
+            position.step += 1
+            position.scale_step += 1
             values = {name: float(value) for name, value in terms.items()}
             progress = Progress(
-                step, scale, size, values, seconds, lambda: image.numpy()[0], objective.traces
+                position.step,
+                scale,
+                size,
+                values,
+                seconds,
+                lambda: image.numpy()[0],
+                objective.traces,
             )
             for callback in callbacks:
                 callback(progress)
 
-        _OPTIMIZERS[config.optimizer](objective, image, targets, steps, config, on_step)
-    result = image.numpy()
-    return result[0] if single else result
+        def save():
+            if manager:
+                state.set(position)
+                manager.save(checkpoint_number=position.step)
+
+        try:
+            while position.scale_step < steps:
+                chunk = steps - position.scale_step
+                if config.checkpoint_every:
+                    chunk = min(
+                        chunk,
+                        config.checkpoint_every - position.scale_step % config.checkpoint_every,
+                    )
+                done = position.scale_step
+                runner.run(chunk, on_step, position.step)
+                # L-BFGS may converge early; the chunk still counts as done so that
+                # resumed and uninterrupted runs stay in step.
+                position.step += done + chunk - position.scale_step
+                position.scale_step = done + chunk
+                save()
+        except Interrupted as stop:
+            save()
+            stop.step, stop.image = position.step, _unbatch(image.numpy(), single)
+            raise
+        except NumericalError as err:
+            err.image = _unbatch(image.numpy(), single)
+            raise
+        position = checkpoints.Position(scale + 1, 0, position.step)
+    return _unbatch(image.numpy(), single)
+
+
+def _unbatch(images: np.ndarray, single: bool) -> np.ndarray:
+    return images[0] if single else images
 
 
 def _check_size(config: Config, size: int, *shapes: tuple[int, int]) -> None:
@@ -287,10 +391,9 @@ def _check_size(config: Config, size: int, *shapes: tuple[int, int]) -> None:
         )
 
 
-def _initial_image(config, content, init, height, width) -> tf.Tensor:
+def _initial_image(config, content, init, generator) -> tf.Tensor:
     if config.init == "content":
         return content
     if config.init == "noise":
-        generator = tf.random.Generator.from_seed(config.seed)
         return generator.uniform(tf.shape(content), 0.0, 255.0)
-    return resize_images(init, height, width)
+    return resize_images(init, int(content.shape[1]), int(content.shape[2]))

@@ -5,14 +5,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import signal
 import sys
+import threading
 import time
 
 import numpy as np
 from absl import logging
 
 from nst_tf import images, weights
-from nst_tf.config import INIT_KEYWORDS, Config, validate
+from nst_tf.config import INIT_KEYWORDS, Config, default_checkpoint_dir, validate
+from nst_tf.errors import Interrupted, NumericalError
 
 
 @dataclasses.dataclass
@@ -96,8 +99,45 @@ def _quiet_stderr():
         os.close(saved)
 
 
+class SignalGuard:
+    """Turns SIGINT/SIGTERM into an Interrupted exception at the next step boundary.
+
+    A callback of the loop: the handler only records the signal, so the step in
+    flight finishes and the image and checkpoint written afterwards are consistent.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received = None
+        self.previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum, frame):
+        del frame
+        self.received = signum
+
+    def __call__(self, progress) -> None:
+        if self.received is not None:
+            raise Interrupted(self.received, progress.step)
+
+
 def stylize(config: Config) -> RunResult:
     """Runs style transfer as configured and writes the output image atomically.
+
+    Checkpoints go to config.checkpoint_dir, by default beside the output (out.ckpt/).
+    On SIGINT/SIGTERM the current image and a checkpoint are written before
+    Interrupted is raised; on a NaN/inf loss the last finite image is written before
+    NumericalError is raised.
 
     Args:
         config: The run's settings (validated here).
@@ -107,37 +147,51 @@ def stylize(config: Config) -> RunResult:
 
     Raises:
         NstError: for any problem with the settings, inputs, weights or output path.
+        Interrupted: the run was stopped by a signal.
     """
     start = time.perf_counter()
     validate(config)
     images.check_output_path(config.output)
     content, style, init = load_inputs(config)
     source = weights.find_weights(config.vgg_weights)
+    if config.checkpoint_every and not config.checkpoint_dir:
+        config = dataclasses.replace(config, checkpoint_dir=default_checkpoint_dir(config.output))
     # TensorFlow loads only now: every mistake in the user's input is reported first,
     # in a fraction of a second, without TensorFlow's start-up messages.
     with _quiet_stderr():
-        import tensorflow  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from nst_tf.features import FeatureExtractor  # pylint: disable=import-outside-toplevel
     from nst_tf.monitoring import Monitor  # pylint: disable=import-outside-toplevel
     from nst_tf.optimize import stylize_arrays  # pylint: disable=import-outside-toplevel
 
+    tf.get_logger().setLevel("WARNING")  # TensorFlow's own INFO lines (checkpoint timing)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
     model = FeatureExtractor(config.layers, source.path, config.precision)
     monitor = Monitor(config.logdir, config.snapshot_every)
     logger = ProgressLogger(config.log_every)
     monitor.start(config.to_dict(), content, style)
-    result = stylize_arrays(
-        content, style, config, init=init, model=model, callbacks=[logger, monitor]
-    )
+    try:
+        with SignalGuard() as guard:
+            result = stylize_arrays(
+                content, style, config, init=init, model=model, callbacks=[logger, monitor, guard]
+            )
+    except (Interrupted, NumericalError) as stop:
+        if stop.image is not None:
+            images.save_image(stop.image, config.output)
+        monitor.close()
+        raise
     images.save_image(result, config.output)
-    last = logger.last
-    monitor.finish(last.step, result)
+    # A resumed run that was already complete takes no step.
+    steps, losses = (logger.last.step, logger.last.losses) if logger.last else (0, {})
+    monitor.finish(steps, result)
     seconds = time.perf_counter() - start
     logging.info(
         "done: %d steps in %.1f s (%.2f s/step), total loss %.4g -> %s",
-        last.step,
+        steps,
         seconds,
-        seconds / last.step,
-        last.losses["total"],
+        seconds / max(steps, 1),
+        losses.get("total", float("nan")),
         config.output,
     )
-    return RunResult(result, config.output, last.losses, last.step, seconds)
+    return RunResult(result, config.output, losses, steps, seconds)
