@@ -88,8 +88,8 @@ class Config:
     output: str = "stylized.png"
     size: int = 512
     min_size: int = 256
-    steps: int = 100
-    coarse_steps: int = 100
+    steps: int = 60
+    coarse_steps: int = 60
     optimizer: str = "lbfgs"
     learning_rate: float = 2.0
     adam_beta1: float = 0.9

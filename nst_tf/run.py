@@ -15,7 +15,7 @@ from absl import logging
 
 from nst_tf import images, weights
 from nst_tf.config import INIT_KEYWORDS, Config, default_checkpoint_dir, validate
-from nst_tf.errors import Interrupted, NumericalError
+from nst_tf.errors import ConfigError, Interrupted, NumericalError
 
 
 @dataclasses.dataclass
@@ -74,6 +74,37 @@ def load_inputs(config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray | No
     if config.init not in INIT_KEYWORDS:
         init = images.load_image(config.init)
     return content, style, init
+
+
+# Peak resident memory of a run, measured by scripts/benchmark.py (float32, 2-core CPU):
+# about 0.8 GB for TensorFlow and the weights plus 3.9 KB per output pixel (the VGG19
+# activations kept for the backward pass).
+BASE_BYTES = 0.8e9
+BYTES_PER_PIXEL = 3.9e3
+
+
+def estimated_peak_bytes(height: int, width: int) -> float:
+    """Estimated peak memory of a run whose final scale is height x width."""
+    return BASE_BYTES + BYTES_PER_PIXEL * height * width
+
+
+def check_memory(config: Config, content: np.ndarray) -> None:
+    """Refuses a size whose run would not fit in this machine's memory.
+
+    Raises:
+        ConfigError: the estimated peak exceeds the physical memory.
+    """
+    height, width = images.scaled_shape(content.shape[0], content.shape[1], config.size)
+    need = estimated_peak_bytes(height, width)
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return  # unknown on this platform: let the run try
+    if need > have:
+        raise ConfigError(
+            f"--size={config.size} ({width}x{height} px) needs about {need / 1e9:.0f} GB of "
+            f"memory, more than this machine's {have / 1e9:.0f} GB; use a smaller --size"
+        )
 
 
 def _cap(image: np.ndarray, limit: int) -> np.ndarray:
@@ -153,6 +184,7 @@ def stylize(config: Config) -> RunResult:
     validate(config)
     images.check_output_path(config.output)
     content, style, init = load_inputs(config)
+    check_memory(config, content)
     source = weights.find_weights(config.vgg_weights)
     if config.checkpoint_every and not config.checkpoint_dir:
         config = dataclasses.replace(config, checkpoint_dir=default_checkpoint_dir(config.output))
