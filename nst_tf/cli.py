@@ -62,6 +62,7 @@ flags.DEFINE_string(
 )
 flags.DEFINE_bool("resume", _D.resume, "Continue the newest checkpoint in --checkpoint_dir.")
 flags.DEFINE_bool("deterministic", _D.deterministic, "Use TensorFlow's op determinism.")
+flags.DEFINE_string("trace", _D.trace, "Write one JSON line per step (losses, time) to this file.")
 
 # --- export -------------------------------------------------------------------------
 flags.DEFINE_string("export_dir", None, "nst-tf-export: directory for the SavedModel.")
@@ -105,9 +106,20 @@ def _parse(argv: list[str]) -> list[str]:
         sys.exit(_fail(f"{err}", 2))
 
 
+def _ours_or_important(record: std_logging.LogRecord) -> bool:
+    # Libraries that also log through absl (TensorFlow's checkpointing, for one) would
+    # interleave their INFO chatter with our progress lines; keep their warnings only.
+    return record.levelno >= std_logging.WARNING or record.pathname.startswith(_PACKAGE_DIR)
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
 def _setup_logging() -> None:
     logging.set_verbosity(logging.INFO)
-    logging.get_absl_handler().python_handler.setFormatter(std_logging.Formatter("%(message)s"))
+    handler = logging.get_absl_handler().python_handler
+    handler.setFormatter(std_logging.Formatter("%(message)s"))
+    handler.addFilter(_ours_or_important)
 
 
 def _guarded(body) -> int:
@@ -140,7 +152,9 @@ def _stylize_main(argv: list[str]) -> int:
     def body():
         from nst_tf.run import stylize  # pylint: disable=import-outside-toplevel
 
-        stylize(config_from_flags())
+        ours = FLAGS.get_flags_for_module(sys.modules[__name__])
+        flag_text = "\n".join(text for text in (f.serialize() for f in ours) if text)
+        stylize(config_from_flags(), flags=flag_text)
 
     return _guarded(body)
 

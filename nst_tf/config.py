@@ -81,6 +81,7 @@ class Config:
             beside the output (out.ckpt/) from nst_tf.run.stylize.
         resume: Continue the newest checkpoint in checkpoint_dir.
         deterministic: Enable TensorFlow's op determinism (repeatable runs).
+        trace: A file to receive one JSON line per step; None: no trace.
     """
 
     content: str | None = None
@@ -117,11 +118,16 @@ class Config:
     checkpoint_dir: str | None = None
     resume: bool = False
     deterministic: bool = False
+    trace: str | None = None
 
     def __post_init__(self):
-        # Flags and notebooks hand in lists; keep tuples so configs compare and hash.
+        # Flags and notebooks hand in lists (or "a,b" strings); keep tuples so configs
+        # compare and hash.
         for name in ("content_layers", "style_layers", "style_layer_weights"):
-            setattr(self, name, tuple(getattr(self, name)))
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = [part.strip() for part in value.split(",") if part.strip()]
+            setattr(self, name, tuple(value))
 
     @property
     def layers(self) -> tuple[str, ...]:

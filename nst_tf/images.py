@@ -114,21 +114,27 @@ def _format_for(path: str) -> str:
     return fmt
 
 
-def check_output_path(path: str) -> None:
+def check_output_path(path: str, flag: str = "output", image: bool = True) -> None:
     """Fails early if `path` cannot be written, so a long run is not wasted.
+
+    Args:
+        path: The file to be written.
+        flag: The flag that named it, for the message.
+        image: Also require an extension that names an image format.
 
     Raises:
         OutputError: the directory is missing or unwritable, the path is a directory,
             or the extension names no image format.
     """
-    _format_for(path)
+    if image:
+        _format_for(path)
     directory = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
-        raise OutputError(f"{path} is a directory; give a file name such as out.png")
+        raise OutputError(f"--{flag}={path} is a directory; give a file name")
     if not os.path.isdir(directory):
-        raise OutputError(f"output directory {directory} does not exist; create it first")
+        raise OutputError(f"--{flag}: directory {directory} does not exist; create it first")
     if not os.access(directory, os.W_OK):
-        raise OutputError(f"output directory {directory} is not writable; choose another --output")
+        raise OutputError(f"--{flag}: directory {directory} is not writable; choose another path")
 
 
 def _create_temp(directory: str) -> tuple[int, str]:

@@ -1,13 +1,21 @@
-"""TensorBoard logging of a run: loss scalars and image snapshots."""
+"""Watching a run: TensorBoard summaries and a JSON-lines trace."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import time
 
 import numpy as np
 import tensorflow as tf
+from PIL import Image
+from tensorboard.plugins.hparams import api as hp
 
 from nst_tf.optimize import Progress
+
+# Terms that describe the optimiser rather than the image; logged under "optim/".
+_OPTIM_TERMS = ("grad_norm", "learning_rate")
 
 
 def _batch(image: np.ndarray) -> np.ndarray:
@@ -15,49 +23,141 @@ def _batch(image: np.ndarray) -> np.ndarray:
     return np.clip(np.round(image), 0, 255).astype(np.uint8)[None]
 
 
+def _at_height(image: np.ndarray, height: int) -> np.ndarray:
+    pil = Image.fromarray(_batch(image)[0])
+    width = max(1, round(pil.width * height / pil.height))
+    return np.asarray(pil.resize((width, height), Image.Resampling.BILINEAR))
+
+
+def strip(content: np.ndarray, style: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """content | style | current side by side, at the current image's height."""
+    height = current.shape[0]
+    parts = [_at_height(content, height), _at_height(style, height), _batch(current)[0]]
+    return np.concatenate(parts, axis=1)
+
+
+def run_name(content: str | None, style: str | None) -> str:
+    """A readable, sortable run name: 20261122-063005-boston-starry_night."""
+
+    def stem(path, default):
+        name = os.path.splitext(os.path.basename(path))[0] if path else default
+        return re.sub(r"[^\w.-]+", "_", name)[:40]
+
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{stem(content, 'sample')}-{stem(style, 'sample')}"
+
+
+def make_run_dir(logdir: str, name: str) -> str:
+    """Creates logdir/name (or name-2, name-3...): runs never share a directory."""
+    os.makedirs(logdir, exist_ok=True)
+    for attempt in range(1, 1000):
+        path = os.path.join(logdir, name if attempt == 1 else f"{name}-{attempt}")
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"too many runs named {name} in {logdir}")
+
+
+def _hparam_value(value):
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return "" if value is None else str(value)
+
+
 class Monitor:
     """Writes a run to TensorBoard; with logdir=None every method does nothing.
 
-    Callers never branch on whether logging is on. Every write has an explicit step,
-    and events are flushed at each snapshot so a live dashboard follows the run.
+    Callers never branch on whether logging is on. Each run writes to its own
+    subdirectory of `logdir`; every write has an explicit step; events are flushed
+    every two seconds and at each snapshot so a live dashboard follows the run.
 
     Args:
-        logdir: Directory for the event files, or None to disable logging.
-        snapshot_every: Steps between generated-image snapshots (0: only at the end).
+        logdir: Parent directory for runs, or None to disable logging.
+        snapshot_every: Steps between image snapshots (0: only at the end).
+        name: The run's subdirectory name (default: time, content and style names).
     """
 
-    def __init__(self, logdir: str | None, snapshot_every: int = 50):
+    def __init__(self, logdir: str | None, snapshot_every: int = 50, name: str | None = None):
         self.snapshot_every = snapshot_every
-        self.writer = (
-            tf.summary.create_file_writer(logdir) if logdir else tf.summary.create_noop_writer()
-        )
+        self.run_dir = make_run_dir(logdir, name or run_name(None, None)) if logdir else None
+        if self.run_dir:
+            self.writer = tf.summary.create_file_writer(self.run_dir, flush_millis=2000)
+        else:
+            self.writer = tf.summary.create_noop_writer()
+        self.inputs = None
 
-    def start(self, config: dict, content: np.ndarray, style: np.ndarray) -> None:
-        """Logs the settings and the inputs at step 0."""
+    def start(self, config: dict, content: np.ndarray, style: np.ndarray, flags: str = "") -> None:
+        """Logs the settings (text and HParams), the flags, and the inputs at step 0."""
+        self.inputs = (content, style)
         with self.writer.as_default(step=0):
             tf.summary.text("config", "```\n" + json.dumps(config, indent=2) + "\n```")
+            if flags:
+                tf.summary.text("flags", "```\n" + flags + "\n```")
+            hp.hparams({k: _hparam_value(v) for k, v in config.items()})
             tf.summary.image("input/content", _batch(content))
             tf.summary.image("input/style", _batch(style))
         self.writer.flush()
 
     def __call__(self, progress: Progress) -> None:
-        """Logs one step's losses; snapshots the image every `snapshot_every` steps."""
+        """Logs one step's terms; snapshots the image every `snapshot_every` steps."""
         with self.writer.as_default(step=progress.step):
             for name, value in progress.losses.items():
-                tf.summary.scalar(f"loss/{name}", value)
-            tf.summary.scalar("seconds_per_step", progress.seconds_per_step)
-            tf.summary.scalar("scale_size", progress.size)
+                prefix = "optim" if name in _OPTIM_TERMS else "loss"
+                tf.summary.scalar(f"{prefix}/{name}", value)
+            tf.summary.scalar("optim/seconds_per_step", progress.seconds_per_step)
+            tf.summary.scalar("optim/scale_size", progress.size)
             if self.snapshot_every and progress.step % self.snapshot_every == 0:
-                tf.summary.image("generated", _batch(progress.image()))
+                self._snapshot(progress.image())
                 self.writer.flush()
 
-    def finish(self, step: int, image: np.ndarray) -> None:
-        """Logs the final image and closes the writer."""
+    def _snapshot(self, image: np.ndarray) -> None:
+        tf.summary.image("generated", _batch(image))
+        if self.inputs is not None:
+            tf.summary.image("strip", strip(*self.inputs, image)[None])
+
+    def finish(self, step: int, image: np.ndarray, losses: dict[str, float]) -> None:
+        """Logs the final image and the final losses (the HParams metrics), then closes."""
         with self.writer.as_default(step=step):
-            tf.summary.image("generated", _batch(image))
+            self._snapshot(image)
+            for name, value in losses.items():
+                if name not in _OPTIM_TERMS:
+                    tf.summary.scalar(f"final/{name}", value)
         self.close()
 
     def close(self) -> None:
         """Flushes the events to disk and closes the writer."""
         self.writer.flush()
         self.writer.close()
+
+
+class Trace:
+    """Writes one JSON line per step (step, scale, size, time, every term) to a file.
+
+    With path=None it does nothing. Lines are flushed as they are written, so a
+    notebook can follow a live run.
+    """
+
+    def __init__(self, path: str | None):
+        self.file = open(path, "w", encoding="utf-8") if path else None  # noqa: SIM115
+        self.start = time.perf_counter()
+
+    def __call__(self, progress: Progress) -> None:
+        if self.file is None:
+            return
+        record = {
+            "step": progress.step,
+            "scale": progress.scale,
+            "size": progress.size,
+            "time": round(time.perf_counter() - self.start, 4),
+            "seconds_per_step": progress.seconds_per_step,
+            **progress.losses,
+        }
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()

@@ -118,8 +118,13 @@ class Objective:
             + cfg.style_weight * terms["style"]
             + cfg.tv_weight * terms["tv"]
         )
+        terms["weighted/content"] = cfg.content_weight * terms["content"]
+        terms["weighted/tv"] = cfg.tv_weight * terms["tv"]
         for name, value in per_layer.items():
             terms[f"style/{name}"] = tf.reduce_sum(value)
+            terms[f"weighted/style/{name}"] = (
+                cfg.style_weight * self.style_weights[name] * terms[f"style/{name}"]
+            )
         return terms
 
 

@@ -162,7 +162,7 @@ class SignalGuard:
             raise Interrupted(self.received, progress.step)
 
 
-def stylize(config: Config) -> RunResult:
+def stylize(config: Config, flags: str = "") -> RunResult:
     """Runs style transfer as configured and writes the output image atomically.
 
     Checkpoints go to config.checkpoint_dir, by default beside the output (out.ckpt/).
@@ -172,6 +172,7 @@ def stylize(config: Config) -> RunResult:
 
     Args:
         config: The run's settings (validated here).
+        flags: The command line's flags as text, logged to TensorBoard.
 
     Returns:
         A RunResult with the image, output path, final losses and timing.
@@ -183,6 +184,8 @@ def stylize(config: Config) -> RunResult:
     start = time.perf_counter()
     validate(config)
     images.check_output_path(config.output)
+    if config.trace:
+        images.check_output_path(config.trace, "trace", image=False)
     content, style, init = load_inputs(config)
     check_memory(config, content)
     source = weights.find_weights(config.vgg_weights)
@@ -193,30 +196,42 @@ def stylize(config: Config) -> RunResult:
     with _quiet_stderr():
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from nst_tf.features import FeatureExtractor  # pylint: disable=import-outside-toplevel
-    from nst_tf.monitoring import Monitor  # pylint: disable=import-outside-toplevel
+    from nst_tf.monitoring import Monitor, Trace, run_name  # pylint: disable=C0415
     from nst_tf.optimize import stylize_arrays  # pylint: disable=import-outside-toplevel
 
     tf.get_logger().setLevel("WARNING")  # TensorFlow's own INFO lines (checkpoint timing)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     model = FeatureExtractor(config.layers, source.path, config.precision)
-    monitor = Monitor(config.logdir, config.snapshot_every)
+    monitor = Monitor(config.logdir, config.snapshot_every, run_name(config.content, config.style))
+    if monitor.run_dir:
+        logging.info(
+            "TensorBoard: tensorboard --logdir %s  (this run: %s)", config.logdir, monitor.run_dir
+        )
     logger = ProgressLogger(config.log_every)
-    monitor.start(config.to_dict(), content, style)
+    trace = Trace(config.trace)
+    monitor.start(config.to_dict(), content, style, flags)
     try:
         with SignalGuard() as guard:
             result = stylize_arrays(
-                content, style, config, init=init, model=model, callbacks=[logger, monitor, guard]
+                content,
+                style,
+                config,
+                init=init,
+                model=model,
+                callbacks=[logger, monitor, trace, guard],
             )
     except (Interrupted, NumericalError) as stop:
         if stop.image is not None:
             images.save_image(stop.image, config.output)
         monitor.close()
         raise
+    finally:
+        trace.close()
     images.save_image(result, config.output)
     # A resumed run that was already complete takes no step.
     steps, losses = (logger.last.step, logger.last.losses) if logger.last else (0, {})
-    monitor.finish(steps, result)
+    monitor.finish(steps, result, losses)
     seconds = time.perf_counter() - start
     logging.info(
         "done: %d steps in %.1f s (%.2f s/step), total loss %.4g -> %s",

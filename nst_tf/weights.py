@@ -153,7 +153,6 @@ def load_weights(source: WeightsSource) -> Weights:
     Raises:
         WeightsError: the file is corrupt, truncated, incomplete, or unsafe.
     """
-    logging.info("Loading VGG19 weights from %s (%s)", source.path, source.kind)
     if source.kind == "h5":
         weights = read_keras_h5(source.path)
     else:
@@ -161,6 +160,7 @@ def load_weights(source: WeightsSource) -> Weights:
     missing = [name for name in VGG19_CONV_LAYERS if name not in weights]
     if missing:
         raise WeightsError(f"{source.path} lacks layers {', '.join(missing)}; it is not VGG19")
+    logging.info("VGG19 weights: %s (%s)", source.path, source.kind)
     return weights
 
 

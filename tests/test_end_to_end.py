@@ -46,7 +46,9 @@ def test_cli_stylises_the_samples_and_logs_to_tensorboard(tmp_path):
         pixels = np.asarray(image)
     assert pixels.std() > 5  # a real picture, not a flat or black image
 
-    accumulator = EventAccumulator(str(logdir), size_guidance={"tensors": 0})
+    (run_dir,) = logdir.iterdir()  # each run gets its own subdirectory
+    assert run_dir.name.endswith("-sample-sample")
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
     accumulator.Reload()
     tags = accumulator.Tags()["tensors"]
     for tag in [
