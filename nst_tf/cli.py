@@ -6,6 +6,7 @@ Settings are checked before TensorFlow is imported, so mistakes are reported at 
 
 from __future__ import annotations
 
+import json
 import logging as std_logging
 import os
 import signal
@@ -13,7 +14,7 @@ import sys
 
 from absl import app, flags, logging
 
-from nst_tf.config import OPTIMIZERS, Config
+from nst_tf.config import OPTIMIZERS, Config, validate
 from nst_tf.errors import ConfigError, Interrupted, NstError
 
 # TensorFlow's C++ start-up chatter would bury our one-line messages.
@@ -66,6 +67,13 @@ flags.DEFINE_string("trace", _D.trace, "Write one JSON line per step (losses, ti
 
 # --- export -------------------------------------------------------------------------
 flags.DEFINE_string("export_dir", None, "nst-tf-export: directory for the SavedModel.")
+flags.DEFINE_string("describe", None, "nst-tf-export: print the description of an export.")
+flags.DEFINE_string(
+    "targets_out", None, "nst-tf-export: write the --style image's Gram targets to this .npz."
+)
+flags.DEFINE_string(
+    "style_targets", _D.style_targets, "Use Gram targets from nst-tf-export instead of --style."
+)
 flags.DEFINE_list(
     "layers",
     list(_D.layers),
@@ -164,8 +172,32 @@ def _export_main(argv: list[str]) -> int:
         raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])}; all options are --flags")
 
     def body():
+        if FLAGS.describe:
+            from nst_tf.export import read_metadata  # pylint: disable=import-outside-toplevel
+
+            sys.stdout.write(json.dumps(read_metadata(FLAGS.describe), indent=2) + "\n")
+            return
+        if FLAGS.targets_out:
+            if not FLAGS.style:
+                raise ConfigError("--targets_out needs --style=IMAGE, the style to measure")
+            from nst_tf.export import export_style_targets  # pylint: disable=C0415
+
+            validate(config_from_flags())
+            export_style_targets(
+                FLAGS.style,
+                FLAGS.targets_out,
+                FLAGS.style_layers,
+                FLAGS.size,
+                FLAGS.normalization,
+                FLAGS.vgg_weights or "auto",
+            )
+            logging.info("wrote style targets of %s to %s", FLAGS.style, FLAGS.targets_out)
+            return
         if not FLAGS.export_dir:
-            raise ConfigError("--export_dir is required: the directory to write the SavedModel to")
+            raise ConfigError(
+                "--export_dir is required: the directory to write the SavedModel to "
+                "(or --describe=DIR to read one)"
+            )
         from nst_tf.export import export_features  # pylint: disable=import-outside-toplevel
 
         path = export_features(

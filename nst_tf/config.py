@@ -82,6 +82,8 @@ class Config:
         resume: Continue the newest checkpoint in checkpoint_dir.
         deterministic: Enable TensorFlow's op determinism (repeatable runs).
         trace: A file to receive one JSON line per step; None: no trace.
+        style_targets: A .npz of Gram matrices from `nst-tf-export --targets_out`,
+            used instead of a style image.
     """
 
     content: str | None = None
@@ -119,6 +121,7 @@ class Config:
     resume: bool = False
     deterministic: bool = False
     trace: str | None = None
+    style_targets: str | None = None
 
     def __post_init__(self):
         # Flags and notebooks hand in lists (or "a,b" strings); keep tuples so configs
@@ -267,7 +270,9 @@ def validate(config: Config) -> Config:
             raise ConfigError(f"--{flag} must be >= 0, got {getattr(config, flag)}")
     if not config.output:
         raise ConfigError("--output is empty: give the path of the image to write")
-    inputs = [p for p in (config.content, config.style) if p]
+    if config.style and config.style_targets:
+        raise ConfigError("give --style or --style_targets, not both")
+    inputs = [p for p in (config.content, config.style, config.style_targets) if p]
     if config.init not in INIT_KEYWORDS:
         inputs.append(config.init)
     out = os.path.realpath(config.output)

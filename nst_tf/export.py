@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -9,8 +10,13 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
+from nst_tf import __version__
+from nst_tf.config import Config
 from nst_tf.errors import OutputError
-from nst_tf.features import FeatureExtractor
+from nst_tf.images import check_output_path, load_image
+from nst_tf.optimize import Objective
+from nst_tf.targets import StyleTargets
+from nst_tf.features import IMAGENET_MEAN_BGR, FeatureExtractor
 from nst_tf.losses import gram_matrix
 
 
@@ -24,7 +30,16 @@ class FeatureModule(tf.Module):
     def __init__(self, model: FeatureExtractor):
         super().__init__(name="nst_tf_features")
         self.model = model
-        self.layer_names = tf.constant(list(model.layer_names))
+        # A variable, not a constant: tf.saved_model keeps variables, so a loading
+        # program reads the description as `loaded.metadata_json.numpy()`.
+        self.metadata_json = tf.Variable(
+            json.dumps(describe_model(model), indent=2), trainable=False, name="metadata_json"
+        )
+
+    @tf.function(input_signature=[])
+    def metadata(self):
+        """The export's description as JSON (the "metadata" signature)."""
+        return {"json": tf.identity(self.metadata_json)}
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images")])
     def serve(self, images):
@@ -34,6 +49,49 @@ class FeatureModule(tf.Module):
             outputs[name] = features
             outputs[f"gram_{name}"] = gram_matrix(features)
         return outputs
+
+
+def describe_model(model: FeatureExtractor) -> dict:
+    """What a program loading the export needs to know to feed it and trust it."""
+    source = model.weights_source
+    return {
+        "producer": f"nst_tf {__version__}",
+        "layers": list(model.layer_names),
+        "outputs": {name: ["activations", f"gram_{name}"] for name in model.layer_names},
+        "gram_normalization": "divided by height * width of the layer",
+        "input": {
+            "dtype": "float32",
+            "shape": "[batch, height, width, 3], any batch size and image size",
+            "range": [0, 255],
+            "channel_order": "RGB",
+        },
+        "preprocessing": {
+            "done_inside": True,
+            "steps": "RGB -> BGR, minus the ImageNet mean (caffe)",
+            "mean_bgr": list(IMAGENET_MEAN_BGR),
+        },
+        "precision": model.precision,
+        "weights": {
+            "network": "VGG19 (Simonyan & Zisserman 2014), ImageNet, Keras notop conversion",
+            "source": os.path.basename(source.path) if source else None,
+            "kind": source.kind if source else "random (untrained)",
+            "sha256": source.sha256 if source else None,
+        },
+    }
+
+
+def read_metadata(export_dir: str) -> dict:
+    """Loads an export and returns its description.
+
+    Raises:
+        OutputError: the directory holds no nst_tf SavedModel.
+    """
+    if not os.path.isfile(os.path.join(export_dir, "saved_model.pb")):
+        raise OutputError(f"{export_dir} holds no SavedModel; give the --export_dir of an export")
+    loaded = tf.saved_model.load(export_dir)
+    if not hasattr(loaded, "metadata_json"):
+        raise OutputError(f"{export_dir} is a SavedModel but not an nst_tf export")
+    return json.loads(loaded.metadata_json.numpy().decode())
 
 
 def export_features(
@@ -69,10 +127,14 @@ def export_features(
         raise OutputError(f"directory {parent} does not exist; create it first")
     if not os.access(parent, os.W_OK):
         raise OutputError(f"directory {parent} is not writable; choose another --export_dir")
+    # "auto" means the fastest precision for *this* CPU; an export may be served anywhere.
+    precision = "float32" if precision == "auto" else precision
     module = FeatureModule(FeatureExtractor(list(layers), vgg_weights, precision))
     tmp = tempfile.mkdtemp(dir=parent, prefix=".nst_tf-export-")
     try:
-        tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
+        tf.saved_model.save(
+            module, tmp, signatures={"serving_default": module.serve, "metadata": module.metadata}
+        )
         if os.path.isdir(export_dir):
             os.rmdir(export_dir)  # empty, checked above
         os.replace(tmp, export_dir)
@@ -80,3 +142,39 @@ def export_features(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return export_dir
+
+
+def export_style_targets(
+    style_path: str,
+    out_path: str,
+    layers: Sequence[str],
+    size: int,
+    normalization: str = "mean",
+    vgg_weights: str | None = "auto",
+) -> StyleTargets:
+    """Computes a style image's Gram matrices once and writes them as a targets file.
+
+    Args:
+        style_path: The style image.
+        out_path: The .npz to write (atomically).
+        layers: The style layers.
+        size: Longest side the style image is measured at (as --size of a run).
+        normalization: As Config.normalization.
+        vgg_weights: As for FeatureExtractor.
+
+    Returns:
+        The targets written.
+    """
+    check_output_path(out_path, "targets_out", image=False)
+    style = load_image(style_path, size)
+    model = FeatureExtractor(list(layers), vgg_weights, "float32")
+    config = Config(style_layers=tuple(layers), normalization=normalization)
+    grams = Objective(model, config).style_grams(tf.constant(style[None]))
+    targets = StyleTargets(
+        {name: gram.numpy() for name, gram in grams.items()},
+        size,
+        normalization,
+        model.weights_source.sha256 if model.weights_source else "random",
+    )
+    targets.save(out_path)
+    return targets

@@ -29,10 +29,14 @@ def _at_height(image: np.ndarray, height: int) -> np.ndarray:
     return np.asarray(pil.resize((width, height), Image.Resampling.BILINEAR))
 
 
-def strip(content: np.ndarray, style: np.ndarray, current: np.ndarray) -> np.ndarray:
-    """content | style | current side by side, at the current image's height."""
+def strip(content: np.ndarray, style: np.ndarray | None, current: np.ndarray) -> np.ndarray:
+    """content | style | current side by side, at the current image's height.
+
+    With no style image (a run from style targets), the strip is content | current.
+    """
     height = current.shape[0]
-    parts = [_at_height(content, height), _at_height(style, height), _batch(current)[0]]
+    inputs = [image for image in (content, style) if image is not None]
+    parts = [_at_height(image, height) for image in inputs] + [_batch(current)[0]]
     return np.concatenate(parts, axis=1)
 
 
@@ -89,7 +93,9 @@ class Monitor:
             self.writer = tf.summary.create_noop_writer()
         self.inputs = None
 
-    def start(self, config: dict, content: np.ndarray, style: np.ndarray, flags: str = "") -> None:
+    def start(
+        self, config: dict, content: np.ndarray, style: np.ndarray | None, flags: str = ""
+    ) -> None:
         """Logs the settings (text and HParams), the flags, and the inputs at step 0."""
         self.inputs = (content, style)
         with self.writer.as_default(step=0):
@@ -98,7 +104,8 @@ class Monitor:
                 tf.summary.text("flags", "```\n" + flags + "\n```")
             hp.hparams({k: _hparam_value(v) for k, v in config.items()})
             tf.summary.image("input/content", _batch(content))
-            tf.summary.image("input/style", _batch(style))
+            if style is not None:
+                tf.summary.image("input/style", _batch(style))
         self.writer.flush()
 
     def __call__(self, progress: Progress) -> None:

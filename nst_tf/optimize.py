@@ -81,15 +81,28 @@ class Objective:
         self.style_weights = config.layer_weights()
         self.traces = 0
 
-    def targets(self, content: tf.Tensor, style: tf.Tensor) -> Targets:
-        """Content activations and style Gram matrices, computed once per scale."""
-        normalize = self.config.normalization != "course"
+    def targets(self, content: tf.Tensor, style: tf.Tensor | Mapping[str, np.ndarray]) -> Targets:
+        """Content activations and style Gram matrices, computed once per scale.
+
+        Args:
+            content: The content image at this scale, [batch, H, W, 3].
+            style: The style image at this scale, or Gram matrices by layer (a style
+                targets file), used as they are.
+        """
         content_features = self.model(content)
-        style_features = self.model(style)
         targets = {f"content/{name}": content_features[name] for name in self.content_layers}
-        for name in self.style_weights:
-            targets[f"style/{name}"] = losses.gram_matrix(style_features[name], normalize)
+        if isinstance(style, Mapping):
+            grams = {name: tf.constant(style[name]) for name in self.style_weights}
+        else:
+            grams = self.style_grams(style)
+        targets.update({f"style/{name}": gram for name, gram in grams.items()})
         return targets
+
+    def style_grams(self, style: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The Gram matrix of each style layer for a style image [1, H, W, 3]."""
+        features = self.model(style)
+        normalize = self.config.normalization != "course"
+        return {name: losses.gram_matrix(features[name], normalize) for name in self.style_weights}
 
     def __call__(self, images: tf.Tensor, targets: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """Named loss terms summed over the batch; "total" is the weighted sum."""
@@ -267,7 +280,7 @@ def resize_images(images: tf.Tensor, height: int, width: int) -> tf.Tensor:
 
 def stylize_arrays(
     content: np.ndarray,
-    style: np.ndarray,
+    style: np.ndarray | Mapping[str, np.ndarray],
     config: Config,
     init: np.ndarray | None = None,
     model: FeatureExtractor | None = None,
@@ -281,7 +294,8 @@ def stylize_arrays(
     Args:
         content: [batch, H, W, 3] or [H, W, 3] float RGB in 0..255, any resolution; it is
             resized to each scale of the pyramid.
-        style: [H, W, 3] float RGB in 0..255.
+        style: [H, W, 3] float RGB in 0..255, resized to each scale; or a mapping of
+            Gram matrices by style layer (a style targets file) used at every scale.
         config: Validated settings (size, steps, weights, layers, optimiser...).
         init: Optional start image, same layout as `content`; used when config.init is
             a path.
@@ -297,7 +311,9 @@ def stylize_arrays(
     """
     single = content.ndim == 3
     content = tf.constant(content[None] if single else content, tf.float32)
-    style_image = tf.constant(style[None] if style.ndim == 3 else style, tf.float32)
+    fixed_grams = style if isinstance(style, Mapping) else None
+    if fixed_grams is None:
+        style_image = tf.constant(style[None] if style.ndim == 3 else style, tf.float32)
     if init is not None:
         init = tf.constant(init[None] if init.ndim == 3 else init, tf.float32)
     if model is None:
@@ -315,10 +331,14 @@ def stylize_arrays(
     for scale in range(position.scale, len(sizes)):
         size = sizes[scale]
         height, width = scaled_shape(int(content.shape[1]), int(content.shape[2]), size)
-        s_height, s_width = scaled_shape(int(style_image.shape[1]), int(style_image.shape[2]), size)
-        _check_size(config, size, (height, width), (s_height, s_width))
         content_at = resize_images(content, height, width)
-        targets = objective.targets(content_at, resize_images(style_image, s_height, s_width))
+        if fixed_grams is None:
+            s_height, s_width = scaled_shape(*style_image.shape[1:3], size)
+            _check_size(config, size, (height, width), (s_height, s_width))
+            targets = objective.targets(content_at, resize_images(style_image, s_height, s_width))
+        else:
+            _check_size(config, size, (height, width))
+            targets = objective.targets(content_at, fixed_grams)
         if image is None:
             start = _initial_image(config, content_at, init, state.rng)
         else:

@@ -16,6 +16,7 @@ from absl import logging
 from nst_tf import images, weights
 from nst_tf.config import INIT_KEYWORDS, Config, default_checkpoint_dir, validate
 from nst_tf.errors import ConfigError, Interrupted, NumericalError
+from nst_tf.targets import StyleTargets, check_compatible, load_style_targets
 
 
 @dataclasses.dataclass
@@ -60,16 +61,18 @@ class ProgressLogger:
             )
 
 
-def load_inputs(config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Reads the content, style and (optional) init images named by the config.
+def load_inputs(config: Config) -> tuple[np.ndarray, np.ndarray | StyleTargets, np.ndarray | None]:
+    """Reads the content, style (image or targets file) and init image of the config.
 
     Missing --content/--style select the built-in samples. Images larger than twice the
     output size are downscaled on load so a huge photo does not cost memory for nothing.
     """
     limit = 2 * config.size
-    content = images.load_image(config.content or images.sample_path("content"))
-    style = images.load_image(config.style or images.sample_path("style"))
-    content, style = (_cap(image, limit) for image in (content, style))
+    content = _cap(images.load_image(config.content or images.sample_path("content")), limit)
+    if config.style_targets:
+        style = load_style_targets(config.style_targets)
+    else:
+        style = _cap(images.load_image(config.style or images.sample_path("style")), limit)
     init = None
     if config.init not in INIT_KEYWORDS:
         init = images.load_image(config.init)
@@ -189,6 +192,8 @@ def stylize(config: Config, flags: str = "") -> RunResult:
     content, style, init = load_inputs(config)
     check_memory(config, content)
     source = weights.find_weights(config.vgg_weights)
+    if isinstance(style, StyleTargets):
+        check_compatible(style, config.style_layers, config.normalization, source.sha256)
     if config.checkpoint_every and not config.checkpoint_dir:
         config = dataclasses.replace(config, checkpoint_dir=default_checkpoint_dir(config.output))
     # TensorFlow loads only now: every mistake in the user's input is reported first,
@@ -210,12 +215,13 @@ def stylize(config: Config, flags: str = "") -> RunResult:
         )
     logger = ProgressLogger(config.log_every)
     trace = Trace(config.trace)
-    monitor.start(config.to_dict(), content, style, flags)
+    style_image = None if isinstance(style, StyleTargets) else style
+    monitor.start(config.to_dict(), content, style_image, flags)
     try:
         with SignalGuard() as guard:
             result = stylize_arrays(
                 content,
-                style,
+                style.grams if isinstance(style, StyleTargets) else style,
                 config,
                 init=init,
                 model=model,

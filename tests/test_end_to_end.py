@@ -1,9 +1,14 @@
 """Real runs on the real VGG19 weights: the CLI end to end, and the SavedModel export."""
 
+import io
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.parse
+import urllib.request
 
 import numpy as np
 import pytest
@@ -19,8 +24,11 @@ def _scalars(accumulator, tag):
     return {e.step: float(tf.make_ndarray(e.tensor_proto)) for e in accumulator.Tensors(tag)}
 
 
-def test_cli_stylises_the_samples_and_logs_to_tensorboard(tmp_path):
-    output, logdir = tmp_path / "out.png", tmp_path / "logs"
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One real CLI run on the built-in samples, shared by the tests below."""
+    tmp_path = tmp_path_factory.mktemp("run")
+    output, logdir, trace = tmp_path / "out.png", tmp_path / "logs", tmp_path / "trace.jsonl"
     result = subprocess.run(
         [
             sys.executable,
@@ -33,11 +41,18 @@ def test_cli_stylises_the_samples_and_logs_to_tensorboard(tmp_path):
             "--steps=12",
             "--snapshot_every=5",
             "--log_every=4",
+            f"--trace={trace}",
         ],
         capture_output=True,
         text=True,
         timeout=600,
     )
+    return tmp_path, result
+
+
+def test_cli_stylises_the_samples_and_logs_to_tensorboard(finished_run):
+    tmp_path, result = finished_run
+    output, logdir = tmp_path / "out.png", tmp_path / "logs"
     assert result.returncode == 0, result.stderr
     assert "step     4 |" in result.stderr and f"-> {output}" in result.stderr
     with Image.open(output) as image:
@@ -69,6 +84,95 @@ def test_cli_stylises_the_samples_and_logs_to_tensorboard(tmp_path):
     config = accumulator.Tensors("config")[0].tensor_proto.string_val[0].decode()
     assert json.loads(config.strip("`\n"))["size"] == 64
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".nst_tf")]
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get(port, path, data=None):
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=json.dumps(data).encode() if data is not None else None,
+        headers={"Content-Type": "application/json", "X-TensorBoard-Feature-Flags": "{}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        body = response.read()
+    return json.loads(body) if response.headers.get_content_type() == "application/json" else body
+
+
+def test_real_tensorboard_server_serves_the_run(finished_run):
+    tmp_path, result = finished_run
+    assert result.returncode == 0, result.stderr
+    trace = [json.loads(line) for line in (tmp_path / "trace.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in trace] == list(range(1, 13))
+    port = _free_port()
+    tensorboard = os.path.join(os.path.dirname(sys.executable), "tensorboard")
+    server = subprocess.Popen(
+        [
+            tensorboard,
+            "--logdir",
+            str(tmp_path / "logs"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                runs = _get(port, "/data/runs")
+                if runs:
+                    break
+            except OSError:
+                pass
+            assert server.poll() is None, "tensorboard exited"
+            assert time.monotonic() < deadline, "tensorboard did not start"
+            time.sleep(0.5)
+        (run,) = runs
+        query = urllib.parse.urlencode({"run": run, "tag": "loss/total"})
+        scalars = _get(port, f"/data/plugin/scalars/scalars?{query}")
+        served = {step: value for _, step, value in scalars}
+        for record in trace:
+            assert served[record["step"]] == pytest.approx(record["total"], rel=1e-6)
+        layer = urllib.parse.urlencode({"run": run, "tag": "loss/style/block3_conv1"})
+        served_layer = {
+            step: v for _, step, v in _get(port, f"/data/plugin/scalars/scalars?{layer}")
+        }
+        assert served_layer[12] == pytest.approx(trace[-1]["style/block3_conv1"], rel=1e-6)
+
+        image_tags = _get(port, "/data/plugin/images/tags")[run]
+        assert {"generated", "strip", "input/content", "input/style"} <= set(image_tags)
+        images = _get(
+            port,
+            "/data/plugin/images/images?"
+            + urllib.parse.urlencode({"run": run, "tag": "strip", "sample": 0}),
+        )
+        assert [entry["step"] for entry in images] == [5, 10, 12]
+        png = _get(port, "/data/plugin/images/" + "individualImage?" + images[-1]["query"])
+        with Image.open(io.BytesIO(png)) as strip:
+            assert strip.height == 48 and strip.width > 64 * 2  # content | style | current
+
+        text = _get(
+            port, "/data/plugin/text/text?" + urllib.parse.urlencode({"run": run, "tag": "flags"})
+        )
+        assert "--size=64" in text[0]["text"]
+
+        experiment = _get(port, "/data/plugin/hparams/experiment", {"experimentName": ""})
+        names = {h["name"] for h in experiment["hparamInfos"]}
+        assert {"size", "style_weight", "optimizer"} <= names
+        metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
+        assert "final/total" in metrics
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert server.poll() is not None
 
 
 def test_export_reloads_in_a_fresh_process(tmp_path):
@@ -103,11 +207,17 @@ def test_export_reloads_in_a_fresh_process(tmp_path):
         assert f"outputs['{key}']" in shown.stdout
 
     script = (
-        "import sys, numpy as np, tensorflow as tf\n"
+        "import sys, json, numpy as np, tensorflow as tf, keras\n"
         "d = sys.argv[1]\n"
-        "f = tf.saved_model.load(d + '/features').signatures['serving_default']\n"
-        "out = f(images=tf.constant(np.load(d + '/batch.npy')))\n"
+        "loaded = tf.saved_model.load(d + '/features')\n"
+        "serve = loaded.signatures['serving_default']\n"
+        "out = serve(images=tf.constant(np.load(d + '/batch.npy')))\n"
         "np.savez(d + '/loaded.npz', **{k: v.numpy() for k, v in out.items()})\n"
+        "layer = keras.layers.TFSMLayer(d + '/features', call_endpoint='serving_default')\n"
+        "small = layer(tf.constant(np.load(d + '/batch.npy')[:1, :16, :24]))\n"
+        "np.savez(d + '/keras.npz', **{k: v.numpy() for k, v in small.items()})\n"
+        "meta = loaded.signatures['metadata']()['json'].numpy().decode()\n"
+        "open(d + '/meta.json', 'w').write(meta)\n"
     )
     loaded = subprocess.run(
         [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=300
@@ -123,6 +233,54 @@ def test_export_reloads_in_a_fresh_process(tmp_path):
             reloaded[f"gram_{name}"], gram_matrix(features[name]).numpy(), rtol=1e-4, atol=1e-2
         )
     assert reloaded["block3_conv1"].shape == (2, 10, 14, 256)
+
+    through_keras = np.load(tmp_path / "keras.npz")  # another batch size and image size
+    expected = model(tf.constant(batch[:1, :16, :24]))["block1_conv1"].numpy()
+    np.testing.assert_allclose(through_keras["block1_conv1"], expected, rtol=1e-4, atol=1e-3)
+
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["layers"] == layers
+    assert meta["input"]["channel_order"] == "RGB" and meta["input"]["range"] == [0, 255]
+    assert meta["preprocessing"]["mean_bgr"] == [103.939, 116.779, 123.68]
+    assert meta["weights"]["sha256"] == model.weights_source.sha256
+
+    described = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from nst_tf.cli import export_main; export_main()",
+            f"--describe={export_dir}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert described.returncode == 0, described.stderr
+    assert json.loads(described.stdout) == meta
+
+    np.save(tmp_path / "one.npy", batch[:1])
+    ran = subprocess.run(
+        [
+            os.path.join(os.path.dirname(sys.executable), "saved_model_cli"),
+            "run",
+            "--dir",
+            str(export_dir),
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "serving_default",
+            "--inputs",
+            f"images={tmp_path / 'one.npy'}",
+            "--outdir",
+            str(tmp_path / "cli_out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ran.returncode == 0, ran.stderr
+    from_cli = np.load(tmp_path / "cli_out" / "gram_block3_conv1.npy")
+    np.testing.assert_allclose(from_cli, reloaded["gram_block3_conv1"][:1], rtol=1e-4, atol=1e-2)
 
 
 def test_export_refuses_an_existing_directory(tmp_path):
