@@ -141,7 +141,7 @@ class Config:
     def layer_weights(self) -> dict[str, float]:
         """The style layer weights by layer name (equal weights summing to 1 by default)."""
         if self.style_layer_weights:
-            return dict(zip(self.style_layers, self.style_layer_weights))
+            return dict(zip(self.style_layers, self.style_layer_weights, strict=True))
         return {name: 1.0 / len(self.style_layers) for name in self.style_layers}
 
     def to_dict(self) -> dict:

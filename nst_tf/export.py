@@ -13,11 +13,11 @@ import tensorflow as tf
 from nst_tf import __version__
 from nst_tf.config import Config
 from nst_tf.errors import OutputError
+from nst_tf.features import IMAGENET_MEAN_BGR, FeatureExtractor
 from nst_tf.images import check_output_path, load_image
+from nst_tf.losses import gram_matrix
 from nst_tf.optimize import Objective
 from nst_tf.targets import StyleTargets
-from nst_tf.features import IMAGENET_MEAN_BGR, FeatureExtractor
-from nst_tf.losses import gram_matrix
 
 
 class FeatureModule(tf.Module):

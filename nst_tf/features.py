@@ -101,7 +101,10 @@ class FeatureExtractor(keras.Model):
         outputs = self.vgg(bgr - tf.constant(IMAGENET_MEAN_BGR), training=False)
         if len(self.layer_names) == 1:
             outputs = [outputs]
-        return {name: tf.cast(out, tf.float32) for name, out in zip(self.layer_names, outputs)}
+        return {
+            name: tf.cast(out, tf.float32)
+            for name, out in zip(self.layer_names, outputs, strict=True)
+        }
 
     def get_config(self):
         config = super().get_config()

@@ -355,7 +355,7 @@ def stylize_arrays(
         steps = config.steps if scale == len(sizes) - 1 else config.coarse_steps
         logging.info("scale %d/%d: %dx%d px, %d steps", scale + 1, len(sizes), width, height, steps)
 
-        def on_step(terms, seconds, scale=scale, size=size, image=image):
+        def on_step(terms, seconds, scale=scale, size=size, image=image, position=position):
             position.step += 1
             position.scale_step += 1
             values = {name: float(value) for name, value in terms.items()}
@@ -371,11 +371,6 @@ def stylize_arrays(
             for callback in callbacks:
                 callback(progress)
 
-        def save():
-            if manager:
-                state.set(position)
-                manager.save(checkpoint_number=position.step)
-
         try:
             while position.scale_step < steps:
                 chunk = steps - position.scale_step
@@ -390,16 +385,22 @@ def stylize_arrays(
                 # resumed and uninterrupted runs stay in step.
                 position.step += done + chunk - position.scale_step
                 position.scale_step = done + chunk
-                save()
+                _save(manager, state, position)
         except Interrupted as stop:
-            save()
+            _save(manager, state, position)
             stop.step, stop.image = position.step, _unbatch(image.numpy(), single)
             raise
         except NumericalError as err:
             err.image = _unbatch(image.numpy(), single)
             raise
-        position = checkpoints.Position(scale + 1, 0, position.step)
+        position.scale, position.scale_step = scale + 1, 0
     return _unbatch(image.numpy(), single)
+
+
+def _save(manager, state: checkpoints.RunState, position: checkpoints.Position) -> None:
+    if manager:
+        state.set(position)
+        manager.save(checkpoint_number=position.step)
 
 
 def _unbatch(images: np.ndarray, single: bool) -> np.ndarray:

@@ -50,7 +50,8 @@ class ProgressLogger:
         if self.every and (progress.step == 1 or progress.step % self.every == 0):
             terms = progress.losses
             logging.info(
-                "step %5d | %4d px | total %.4g | content %.4g | style %.4g | tv %.4g | %.2f s/step",
+                "step %5d | %4d px | total %.4g | content %.4g | style %.4g | tv %.4g"
+                " | %.2f s/step",
                 progress.step,
                 progress.size,
                 terms["total"],

@@ -154,5 +154,5 @@ def test_model_weights_do_not_change_during_a_run(model):
         Config(size=32, min_size=0, steps=3, optimizer="adam", **LAYERS),
         model=model,
     )
-    for old, new in zip(before, model.get_weights()):
+    for old, new in zip(before, model.get_weights(), strict=True):
         np.testing.assert_array_equal(old, new)

@@ -13,9 +13,8 @@ LAYERS = ("block1_conv1", "block2_conv1")
 
 
 def _targets():
-    grams = {
-        name: RNG.normal(size=(1, c, c)).astype(np.float32) for name, c in zip(LAYERS, (64, 128))
-    }
+    channels = {"block1_conv1": 64, "block2_conv1": 128}
+    grams = {name: RNG.normal(size=(1, c, c)).astype(np.float32) for name, c in channels.items()}
     return StyleTargets(grams, 256, "mean", "ab" * 32)
 
 
