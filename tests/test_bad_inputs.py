@@ -200,6 +200,16 @@ def test_output_equal_to_init_through_a_symlink_is_refused(d):
 # --- settings ---------------------------------------------------------------------------------
 
 
+def test_size_that_would_exceed_memory(d):
+    # 40x50 content at 12000 px long side is 12000x9600: ~450 GB at 3.9 KB per pixel.
+    refuse(d, "--size=12000", "memory", "smaller --size", size=12000)
+
+
+def test_image_smaller_than_the_deepest_layer_can_use(d):
+    # block5_conv1 sees the image 16 times smaller: 12 px give it nothing to work with.
+    refuse(d, "too small for block5_conv1", alone=False, size=12, min_size=0)
+
+
 def test_unknown_content_layer(d):
     refuse(d, "block6_conv1", "--content_layers", content_layers="block6_conv1")
 
