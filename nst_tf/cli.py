@@ -65,6 +65,26 @@ flags.DEFINE_bool("resume", _D.resume, "Continue the newest checkpoint in --chec
 flags.DEFINE_bool("deterministic", _D.deterministic, "Use TensorFlow's op determinism.")
 flags.DEFINE_string("trace", _D.trace, "Write one JSON line per step (losses, time) to this file.")
 
+# --- the artist's controls
+flags.DEFINE_string("pooling", _D.pooling, "max (VGG19 as trained) or avg.")
+flags.DEFINE_list(
+    "content_layer_weights", list(map(str, _D.content_layer_weights)), "One per content layer."
+)
+flags.DEFINE_float(
+    "style_layer_weight_exp",
+    _D.style_layer_weight_exp,
+    "Style layer l weighs exp**l (normalised) when --style_layer_weights is not given.",
+)
+flags.DEFINE_list(
+    "style_blend_weights", list(map(str, _D.style_blend_weights)), "One per --style entry."
+)
+flags.DEFINE_list(
+    "style_scale", list(map(str, _D.style_scale)), "Style size relative to the output's."
+)
+flags.DEFINE_float("init_noise_ratio", _D.init_noise_ratio, "Noise blended into the start (0..1).")
+flags.DEFINE_string("preserve_color", _D.preserve_color, "none, luminance or histogram.")
+flags.DEFINE_string("color_space", _D.color_space, "yuv, ycbcr or lab (for luminance).")
+
 # --- export -------------------------------------------------------------------------
 flags.DEFINE_string("export_dir", None, "nst-tf-export: directory for the SavedModel.")
 flags.DEFINE_string("describe", None, "nst-tf-export: print the description of an export.")
@@ -92,9 +112,10 @@ def _floats(flag: str, values: list[str]) -> tuple[float, ...]:
 
 def config_from_flags() -> Config:
     """Builds the Config from parsed flags."""
+    numbers = ("style_layer_weights", "content_layer_weights", "style_blend_weights", "style_scale")
     names = [f.name for f in Config.__dataclass_fields__.values()]
-    values = {name: FLAGS[name].value for name in names if name != "style_layer_weights"}
-    values["style_layer_weights"] = _floats("style_layer_weights", FLAGS.style_layer_weights)
+    values = {name: FLAGS[name].value for name in names if name not in numbers}
+    values.update({name: _floats(name, FLAGS[name].value) for name in numbers})
     return Config(**values)
 
 

@@ -34,7 +34,10 @@ VGG19_CONV_LAYERS = (
 OPTIMIZERS = ("lbfgs", "adam")
 NORMALIZATIONS = ("mean", "course")
 PRECISIONS = ("auto", "float32", "bfloat16")
-INIT_KEYWORDS = ("content", "noise")
+INIT_KEYWORDS = ("content", "noise", "style")
+POOLINGS = ("max", "avg")
+PRESERVE_COLOR = ("none", "luminance", "histogram")
+COLOR_SPACES = ("yuv", "ycbcr", "lab")
 
 
 def layer_downsampling(layer: str) -> int:
@@ -67,7 +70,8 @@ class Config:
         style_layer_weights: One weight per style layer; empty means equal weights.
         normalization: "mean" makes weights independent of image size (Gram / HW,
             mean squared differences); "course" uses the course's formulas.
-        init: "content", "noise" (seeded), or the path of an image to start from.
+        init: "content", "noise" (seeded), "style" (the first style image), or the path
+            of an image to start from.
         seed: Seed for noise initialisation.
         precision: "float32", "bfloat16", or "auto" (bfloat16 where the CPU has it).
         logdir: TensorBoard log directory; None disables logging.
@@ -84,6 +88,18 @@ class Config:
         trace: A file to receive one JSON line per step; None: no trace.
         style_targets: A .npz of Gram matrices from `nst-tf-export --targets_out`,
             used instead of a style image.
+        pooling: "max" (VGG19 as trained) or "avg".
+        content_layer_weights: One weight per content layer; empty means equal weights.
+        style_layer_weight_exp: With no style_layer_weights, layer l (0 = shallowest)
+            weighs exp**l, normalised to sum 1; 1 gives equal weights, < 1 favours fine
+            texture, > 1 larger patterns.
+        style_blend_weights: One weight per style image (normalised); empty = equal.
+        style_scale: Size of each style image relative to the output's (one value for
+            all styles or one per style); > 1 gives larger brush strokes.
+        init_noise_ratio: Blend of seeded noise into the initial image (0..1).
+        preserve_color: "none", "luminance" (the result's luminance with the content's
+            chroma) or "histogram" (the content's colour statistics given to the styles).
+        color_space: Colour space for luminance preservation: yuv, ycbcr or lab.
     """
 
     content: str | None = None
@@ -122,11 +138,21 @@ class Config:
     deterministic: bool = False
     trace: str | None = None
     style_targets: str | None = None
+    pooling: str = "max"
+    content_layer_weights: tuple[float, ...] = ()
+    style_layer_weight_exp: float = 1.0
+    style_blend_weights: tuple[float, ...] = ()
+    style_scale: tuple[float, ...] = (1.0,)
+    init_noise_ratio: float = 0.0
+    preserve_color: str = "none"
+    color_space: str = "yuv"
 
     def __post_init__(self):
         # Flags and notebooks hand in lists (or "a,b" strings); keep tuples so configs
         # compare and hash.
-        for name in ("content_layers", "style_layers", "style_layer_weights"):
+        if isinstance(self.style_scale, numbers.Real):
+            self.style_scale = (self.style_scale,)
+        for name in _LIST_SETTINGS:
             value = getattr(self, name)
             if isinstance(value, str):
                 value = [part.strip() for part in value.split(",") if part.strip()]
@@ -139,14 +165,39 @@ class Config:
         return tuple(name for name in VGG19_CONV_LAYERS if name in wanted)
 
     def layer_weights(self) -> dict[str, float]:
-        """The style layer weights by layer name (equal weights summing to 1 by default)."""
+        """The style layer weights by layer name (by default exp**l, summing to 1)."""
         if self.style_layer_weights:
             return dict(zip(self.style_layers, self.style_layer_weights, strict=True))
-        return {name: 1.0 / len(self.style_layers) for name in self.style_layers}
+        raw = [self.style_layer_weight_exp**i for i in range(len(self.style_layers))]
+        return {name: w / sum(raw) for name, w in zip(self.style_layers, raw, strict=True)}
+
+    def content_weights(self) -> dict[str, float]:
+        """The content layer weights by layer name (equal weights summing to 1 by default)."""
+        if self.content_layer_weights:
+            return dict(zip(self.content_layers, self.content_layer_weights, strict=True))
+        return {name: 1.0 / len(self.content_layers) for name in self.content_layers}
+
+    def style_paths(self) -> list[str]:
+        """The --style entries (comma-separated); folders are expanded by the loader."""
+        return [part.strip() for part in (self.style or "").split(",") if part.strip()]
+
+    def blend_weights(self, count: int) -> list[float]:
+        """Normalised blend weights for `count` style images (equal by default)."""
+        raw = list(self.style_blend_weights) or [1.0] * count
+        return [w / sum(raw) for w in raw]
+
+    def scale_of(self, index: int) -> float:
+        """The style scale of style image `index`."""
+        return self.style_scale[index if len(self.style_scale) > 1 else 0]
 
     def to_dict(self) -> dict:
         """A JSON-friendly copy of the settings."""
         return dataclasses.asdict(self)
+
+
+def _check_list_weights(flag: str, values) -> None:
+    for value in values:
+        _check_weight(flag, value)
 
 
 def default_checkpoint_dir(output: str) -> str:
@@ -181,8 +232,34 @@ _INT_SETTINGS = (
     "log_every",
     "checkpoint_every",
 )
-_REAL_SETTINGS = ("learning_rate", "adam_beta1", "content_weight", "style_weight", "tv_weight")
-_PATH_SETTINGS = ("content", "style", "output", "init", "logdir", "vgg_weights", "checkpoint_dir")
+_REAL_SETTINGS = (
+    "learning_rate",
+    "adam_beta1",
+    "content_weight",
+    "style_weight",
+    "tv_weight",
+    "style_layer_weight_exp",
+    "init_noise_ratio",
+)
+_LIST_SETTINGS = (
+    "content_layers",
+    "style_layers",
+    "style_layer_weights",
+    "content_layer_weights",
+    "style_blend_weights",
+    "style_scale",
+)
+_PATH_SETTINGS = (
+    "content",
+    "style",
+    "output",
+    "init",
+    "logdir",
+    "vgg_weights",
+    "checkpoint_dir",
+    "trace",
+    "style_targets",
+)
 
 
 def _check_types(config: Config) -> None:
@@ -256,6 +333,47 @@ def validate(config: Config) -> Config:
             )
         for value in config.style_layer_weights:
             _check_weight("style_layer_weights", value)
+    _check_list_weights("content_layer_weights", config.content_layer_weights)
+    if len(config.content_layer_weights) not in (0, len(config.content_layers)):
+        raise ConfigError(
+            f"--content_layer_weights has {len(config.content_layer_weights)} values but "
+            f"--content_layers has {len(config.content_layers)} layers; give one per layer"
+        )
+    exp = config.style_layer_weight_exp
+    if not math.isfinite(exp) or exp <= 0:
+        raise ConfigError(f"--style_layer_weight_exp must be a positive number, got {exp}")
+    styles = config.style_paths()
+    _check_list_weights("style_blend_weights", config.style_blend_weights)
+    if config.style_blend_weights:
+        if len(config.style_blend_weights) != max(1, len(styles)):
+            raise ConfigError(
+                f"--style_blend_weights has {len(config.style_blend_weights)} values for "
+                f"{max(1, len(styles))} style entries; give one per --style entry"
+            )
+        if sum(config.style_blend_weights) <= 0:
+            raise ConfigError("--style_blend_weights must not all be zero")
+    if not config.style_scale or len(config.style_scale) not in (1, max(1, len(styles))):
+        raise ConfigError("--style_scale takes one value, or one per --style entry")
+    for value in config.style_scale:
+        if not isinstance(value, numbers.Real) or not math.isfinite(value) or not 0 < value <= 8:
+            raise ConfigError(f"--style_scale values must be in (0, 8], got {value}")
+    if not 0 <= config.init_noise_ratio <= 1:
+        raise ConfigError(f"--init_noise_ratio must be in [0, 1], got {config.init_noise_ratio}")
+    if config.pooling not in POOLINGS:
+        raise ConfigError(f"--pooling={config.pooling!r} is unknown; choose max or avg")
+    if config.preserve_color not in PRESERVE_COLOR:
+        raise ConfigError(
+            f"--preserve_color={config.preserve_color!r} is unknown; "
+            f"choose {', '.join(PRESERVE_COLOR)}"
+        )
+    if config.color_space not in COLOR_SPACES:
+        raise ConfigError(
+            f"--color_space={config.color_space!r} is unknown; choose {', '.join(COLOR_SPACES)}"
+        )
+    if config.style_targets and config.preserve_color == "histogram":
+        raise ConfigError(
+            "--style_targets fixes the style's colours: drop --preserve_color=histogram"
+        )
     if config.normalization not in NORMALIZATIONS:
         raise ConfigError(
             f"--normalization={config.normalization!r} is unknown; "
@@ -272,7 +390,7 @@ def validate(config: Config) -> Config:
         raise ConfigError("--output is empty: give the path of the image to write")
     if config.style and config.style_targets:
         raise ConfigError("give --style or --style_targets, not both")
-    inputs = [p for p in (config.content, config.style, config.style_targets) if p]
+    inputs = [p for p in (config.content, config.style_targets) if p] + styles
     if config.init not in INIT_KEYWORDS:
         inputs.append(config.init)
     out = os.path.realpath(config.output)

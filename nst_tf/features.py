@@ -49,6 +49,19 @@ def _global_dtype_policy(policy: str):
         keras.config.set_dtype_policy(previous)
 
 
+def _average_pooling(layer):
+    """clone_model hook: VGG19's max pooling layers become average pooling, same geometry."""
+    if isinstance(layer, keras.layers.MaxPooling2D):
+        return keras.layers.AveragePooling2D(
+            pool_size=layer.pool_size,
+            strides=layer.strides,
+            padding=layer.padding,
+            name=layer.name,
+            dtype=layer.dtype_policy,
+        )
+    return layer.__class__.from_config(layer.get_config())
+
+
 @keras.saving.register_keras_serializable(package="nst_tf")
 class FeatureExtractor(keras.Model):
     """Frozen ImageNet VGG19, truncated at the deepest layer needed.
@@ -63,10 +76,12 @@ class FeatureExtractor(keras.Model):
             a file path, "download", or None for random weights (tests).
         precision: "float32", "bfloat16" (bfloat16 convolutions, float32 outputs) or
             "auto" (see resolve_precision).
+        pooling: "max" (VGG19 as trained) or "avg": average pooling, which Gatys et al.
+            found gives smoother gradients and slightly more appealing results.
         **kwargs: Passed to keras.Model.
     """
 
-    def __init__(self, layers, vgg_weights="auto", precision="float32", **kwargs):
+    def __init__(self, layers, vgg_weights="auto", precision="float32", pooling="max", **kwargs):
         super().__init__(**kwargs)
         unknown = [name for name in layers if name not in VGG19_CONV_LAYERS]
         if unknown or not layers:
@@ -77,11 +92,16 @@ class FeatureExtractor(keras.Model):
         self.layer_names = tuple(layers)
         self.vgg_weights = vgg_weights
         self.precision = precision
+        if pooling not in ("max", "avg"):
+            raise ConfigError(f"--pooling={pooling!r} is unknown; choose max or avg")
+        self.pooling = pooling
         policy = "mixed_bfloat16" if resolve_precision(precision) == "bfloat16" else "float32"
         with _global_dtype_policy(policy):
             vgg = keras.applications.VGG19(
                 include_top=False, weights=None, input_shape=(None, None, 3)
             )
+            if pooling == "avg":
+                vgg = keras.models.clone_model(vgg, clone_function=_average_pooling)
         self.weights_source = None
         if vgg_weights is not None:
             source = weights_lib.find_weights(None if vgg_weights == "auto" else vgg_weights)
@@ -109,6 +129,9 @@ class FeatureExtractor(keras.Model):
     def get_config(self):
         config = super().get_config()
         config.update(
-            layers=list(self.layer_names), vgg_weights=self.vgg_weights, precision=self.precision
+            layers=list(self.layer_names),
+            vgg_weights=self.vgg_weights,
+            precision=self.precision,
+            pooling=self.pooling,
         )
         return config

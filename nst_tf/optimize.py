@@ -13,7 +13,7 @@ import scipy.optimize
 import tensorflow as tf
 from absl import logging
 
-from nst_tf import checkpoints, losses
+from nst_tf import checkpoints, color, losses
 from nst_tf.config import Config, layer_downsampling
 from nst_tf.errors import ConfigError, Interrupted, NumericalError
 from nst_tf.features import FeatureExtractor
@@ -78,21 +78,32 @@ class Objective:
         self.model = model
         self.config = config
         self.content_layers = tuple(config.content_layers)
+        self.content_weights = config.content_weights()
         self.style_weights = config.layer_weights()
         self.traces = 0
 
-    def targets(self, content: tf.Tensor, style: tf.Tensor | Mapping[str, np.ndarray]) -> Targets:
+    def targets(
+        self, content: tf.Tensor, style: tf.Tensor | Sequence[tf.Tensor] | Mapping[str, np.ndarray]
+    ) -> Targets:
         """Content activations and style Gram matrices, computed once per scale.
 
         Args:
             content: The content image at this scale, [batch, H, W, 3].
-            style: The style image at this scale, or Gram matrices by layer (a style
-                targets file), used as they are.
+            style: The style image at this scale; several style images, whose Gram
+                matrices are blended with config.blend_weights (jcjohnson's blending);
+                or Gram matrices by layer (a style targets file), used as they are.
         """
         content_features = self.model(content)
         targets = {f"content/{name}": content_features[name] for name in self.content_layers}
         if isinstance(style, Mapping):
             grams = {name: tf.constant(style[name]) for name in self.style_weights}
+        elif isinstance(style, Sequence):
+            blend = self.config.blend_weights(len(style))
+            each = [self.style_grams(image) for image in style]
+            grams = {
+                name: tf.add_n([w * g[name] for w, g in zip(blend, each, strict=True)])
+                for name in self.style_weights
+            }
         else:
             grams = self.style_grams(style)
         targets.update({f"style/{name}": gram for name, gram in grams.items()})
@@ -113,10 +124,10 @@ class Objective:
         features = self.model(images)
         content = tf.add_n(
             [
-                losses.content_loss(targets[f"content/{name}"], features[name], norm)
-                for name in self.content_layers
+                weight * losses.content_loss(targets[f"content/{name}"], features[name], norm)
+                for name, weight in self.content_weights.items()
             ]
-        ) / len(self.content_layers)
+        )
         style_grams = {name: targets[f"style/{name}"] for name in self.style_weights}
         style, per_layer = losses.style_loss(style_grams, features, self.style_weights, norm)
         tv = losses.total_variation_loss(images, norm)
@@ -280,7 +291,7 @@ def resize_images(images: tf.Tensor, height: int, width: int) -> tf.Tensor:
 
 def stylize_arrays(
     content: np.ndarray,
-    style: np.ndarray | Mapping[str, np.ndarray],
+    style: np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray],
     config: Config,
     init: np.ndarray | None = None,
     model: FeatureExtractor | None = None,
@@ -294,8 +305,10 @@ def stylize_arrays(
     Args:
         content: [batch, H, W, 3] or [H, W, 3] float RGB in 0..255, any resolution; it is
             resized to each scale of the pyramid.
-        style: [H, W, 3] float RGB in 0..255, resized to each scale; or a mapping of
-            Gram matrices by style layer (a style targets file) used at every scale.
+        style: [H, W, 3] float RGB in 0..255, resized to each scale (times its
+            config.style_scale); a list of such images, blended with
+            config.style_blend_weights; or a mapping of Gram matrices by style layer (a
+            style targets file) used at every scale.
         config: Validated settings (size, steps, weights, layers, optimiser...).
         init: Optional start image, same layout as `content`; used when config.init is
             a path.
@@ -313,11 +326,20 @@ def stylize_arrays(
     content = tf.constant(content[None] if single else content, tf.float32)
     fixed_grams = style if isinstance(style, Mapping) else None
     if fixed_grams is None:
-        style_image = tf.constant(style[None] if style.ndim == 3 else style, tf.float32)
-    if init is not None:
+        styles = [style] if isinstance(style, np.ndarray) else list(style)
+        if config.preserve_color == "histogram":
+            styles = [color.match_color(image, content[0].numpy()) for image in styles]
+        styles = [tf.constant(image[None], tf.float32) for image in styles]
+    if config.init == "style":
+        init = styles[0] if fixed_grams is None else None
+        if init is None:
+            raise ConfigError("--init=style needs a style image, not --style_targets")
+    elif init is not None:
         init = tf.constant(init[None] if init.ndim == 3 else init, tf.float32)
     if model is None:
-        model = FeatureExtractor(config.layers, config.vgg_weights or "auto", config.precision)
+        model = FeatureExtractor(
+            config.layers, config.vgg_weights or "auto", config.precision, config.pooling
+        )
     objective = Objective(model, config)
     sizes = scale_sizes(config.min_size, config.size)
     state = checkpoints.RunState(config)
@@ -333,9 +355,14 @@ def stylize_arrays(
         height, width = scaled_shape(int(content.shape[1]), int(content.shape[2]), size)
         content_at = resize_images(content, height, width)
         if fixed_grams is None:
-            s_height, s_width = scaled_shape(*style_image.shape[1:3], size)
-            _check_size(config, size, (height, width), (s_height, s_width))
-            targets = objective.targets(content_at, resize_images(style_image, s_height, s_width))
+            # Each style is measured at its --style_scale relative to this scale's size.
+            shapes = [
+                scaled_shape(*image.shape[1:3], max(1, round(size * config.scale_of(i))))
+                for i, image in enumerate(styles)
+            ]
+            _check_size(config, size, (height, width), *shapes)
+            resized = [resize_images(im, *shape) for im, shape in zip(styles, shapes, strict=True)]
+            targets = objective.targets(content_at, resized)
         else:
             _check_size(config, size, (height, width))
             targets = objective.targets(content_at, fixed_grams)
@@ -394,7 +421,10 @@ def stylize_arrays(
             err.image = _unbatch(image.numpy(), single)
             raise
         position.scale, position.scale_step = scale + 1, 0
-    return _unbatch(image.numpy(), single)
+    result = image.numpy()
+    if config.preserve_color == "luminance":
+        result = color.preserve_luminance(result, content_at.numpy(), config.color_space)
+    return _unbatch(result, single)
 
 
 def _save(manager, state: checkpoints.RunState, position: checkpoints.Position) -> None:
@@ -418,8 +448,11 @@ def _check_size(config: Config, size: int, *shapes: tuple[int, int]) -> None:
 
 
 def _initial_image(config, content, init, generator) -> tf.Tensor:
-    if config.init == "content":
-        return content
+    noise = generator.uniform(tf.shape(content), 0.0, 255.0)
     if config.init == "noise":
-        return generator.uniform(tf.shape(content), 0.0, 255.0)
-    return resize_images(init, int(content.shape[1]), int(content.shape[2]))
+        return noise
+    start = content if config.init == "content" else resize_images(init, *content.shape[1:3])
+    if start.shape[0] != content.shape[0]:  # one style image as the start of a batch
+        start = tf.repeat(start, content.shape[0], axis=0)
+    ratio = config.init_noise_ratio
+    return (1.0 - ratio) * start + ratio * noise if ratio else start

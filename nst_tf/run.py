@@ -12,10 +12,11 @@ import time
 
 import numpy as np
 from absl import logging
+from PIL import Image
 
 from nst_tf import images, weights
 from nst_tf.config import INIT_KEYWORDS, Config, default_checkpoint_dir, validate
-from nst_tf.errors import ConfigError, Interrupted, NumericalError
+from nst_tf.errors import ConfigError, ImageError, Interrupted, NumericalError
 from nst_tf.targets import StyleTargets, check_compatible, load_style_targets
 
 
@@ -62,18 +63,55 @@ class ProgressLogger:
             )
 
 
-def load_inputs(config: Config) -> tuple[np.ndarray, np.ndarray | StyleTargets, np.ndarray | None]:
-    """Reads the content, style (image or targets file) and init image of the config.
+def expand_styles(config: Config) -> Config:
+    """Replaces each --style folder by the images in it, sharing that entry's blend weight
+    and style scale equally, so that later code sees one entry per style image.
+
+    Raises:
+        ImageError: a folder holds no images.
+    """
+    entries = config.style_paths()
+    if not any(os.path.isdir(entry) for entry in entries):
+        return config
+    weights = config.blend_weights(len(entries))
+    paths, blend, scales = [], [], []
+    for index, entry in enumerate(entries):
+        found = [entry]
+        if os.path.isdir(entry):
+            found = sorted(
+                os.path.join(entry, name)
+                for name in os.listdir(entry)
+                if os.path.splitext(name)[1].lower() in Image.registered_extensions()
+            )
+            if not found:
+                raise ImageError(f"--style folder {entry} holds no images; add some or drop it")
+        paths += found
+        blend += [weights[index] / len(found)] * len(found)
+        scales += [config.scale_of(index)] * len(found)
+    return dataclasses.replace(
+        config, style=",".join(paths), style_blend_weights=tuple(blend), style_scale=tuple(scales)
+    )
+
+
+def load_inputs(
+    config: Config,
+) -> tuple[np.ndarray, list[np.ndarray] | StyleTargets, np.ndarray | None]:
+    """Reads the content, style (images or targets file) and init image of the config.
 
     Missing --content/--style select the built-in samples. Images larger than twice the
-    output size are downscaled on load so a huge photo does not cost memory for nothing.
+    output size (times the style scale) are downscaled on load, so a huge photo does not
+    cost memory for nothing.
     """
     limit = 2 * config.size
     content = _cap(images.load_image(config.content or images.sample_path("content")), limit)
     if config.style_targets:
         style = load_style_targets(config.style_targets)
     else:
-        style = _cap(images.load_image(config.style or images.sample_path("style")), limit)
+        paths = config.style_paths() or [images.sample_path("style")]
+        style = [
+            _cap(images.load_image(path), round(limit * config.scale_of(i)))
+            for i, path in enumerate(paths)
+        ]
     init = None
     if config.init not in INIT_KEYWORDS:
         init = images.load_image(config.init)
@@ -186,7 +224,7 @@ def stylize(config: Config, flags: str = "") -> RunResult:
         Interrupted: the run was stopped by a signal.
     """
     start = time.perf_counter()
-    validate(config)
+    config = expand_styles(validate(config))
     images.check_output_path(config.output)
     if config.trace:
         images.check_output_path(config.trace, "trace", image=False)
@@ -208,7 +246,7 @@ def stylize(config: Config, flags: str = "") -> RunResult:
     tf.get_logger().setLevel("WARNING")  # TensorFlow's own INFO lines (checkpoint timing)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    model = FeatureExtractor(config.layers, source.path, config.precision)
+    model = FeatureExtractor(config.layers, source.path, config.precision, config.pooling)
     monitor = Monitor(config.logdir, config.snapshot_every, run_name(config.content, config.style))
     if monitor.run_dir:
         logging.info(
@@ -216,7 +254,7 @@ def stylize(config: Config, flags: str = "") -> RunResult:
         )
     logger = ProgressLogger(config.log_every)
     trace = Trace(config.trace)
-    style_image = None if isinstance(style, StyleTargets) else style
+    style_image = None if isinstance(style, StyleTargets) else style[0]
     monitor.start(config.to_dict(), content, style_image, flags)
     try:
         with SignalGuard() as guard:

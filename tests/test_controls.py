@@ -1,0 +1,167 @@
+"""The artist's controls, each checked numerically on small images and a random-weight VGG19."""
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from nst_tf import color
+from nst_tf.config import Config, validate
+from nst_tf.errors import ConfigError
+from nst_tf.features import FeatureExtractor
+from nst_tf.optimize import Objective, _initial_image, stylize_arrays
+from nst_tf.run import expand_styles
+
+RNG = np.random.default_rng(11)
+LAYERS = dict(content_layers=("block2_conv1",), style_layers=("block1_conv1", "block2_conv1"))
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras.utils.set_random_seed(0)
+    return FeatureExtractor(["block1_conv1", "block2_conv1"], vgg_weights=None)
+
+
+def _image(h=24, w=32, low=0, high=255):
+    return RNG.uniform(low, high, (h, w, 3)).astype(np.float32)
+
+
+def test_blended_styles_target_the_weighted_gram(model):
+    config = validate(Config(style="a.png,b.png", style_blend_weights=(7, 3), **LAYERS))
+    objective = Objective(model, config)
+    a, b = _image()[None], _image()[None]
+    targets = objective.targets(_image()[None], [a, b])
+    ga, gb = objective.style_grams(a), objective.style_grams(b)
+    for name in LAYERS["style_layers"]:
+        expected = 0.7 * ga[name].numpy() + 0.3 * gb[name].numpy()
+        np.testing.assert_allclose(targets[f"style/{name}"].numpy(), expected, rtol=1e-5)
+
+
+def test_style_folders_share_their_entry_weight(tmp_path):
+    folder = tmp_path / "styles"
+    folder.mkdir()
+    for name in ("one.png", "two.jpg"):
+        Image.fromarray(_image().astype(np.uint8)).save(folder / name)
+    (folder / "notes.txt").write_text("not an image")
+    single = tmp_path / "single.png"
+    Image.fromarray(_image().astype(np.uint8)).save(single)
+    config = expand_styles(
+        Config(style=f"{folder},{single}", style_blend_weights=(0.6, 0.4), style_scale=(1.0, 2.0))
+    )
+    assert config.style_paths() == [str(folder / "one.png"), str(folder / "two.jpg"), str(single)]
+    assert config.blend_weights(3) == pytest.approx([0.3, 0.3, 0.4])
+    assert config.style_scale == (1.0, 1.0, 2.0)
+    validate(config)
+
+
+def test_style_scale_measures_the_style_at_a_relative_size(model):
+    content, style = _image(), _image(32, 32)
+    base = dict(size=32, min_size=0, steps=1, **LAYERS)
+    stylize_arrays(content, style, Config(style_scale=(0.25,), **base), model=model)
+    with pytest.raises(ConfigError, match="too small"):  # 32 * 0.02 -> 1 px: block2 needs 2
+        stylize_arrays(content, style, Config(style_scale=(0.02,), **base), model=model)
+    only_style = dict(base, steps=3, content_weight=0.0, style_weight=1.0, init="noise")
+    small = stylize_arrays(content, style, Config(style_scale=(0.5,), **only_style), model=model)
+    large = stylize_arrays(content, style, Config(style_scale=(2.0,), **only_style), model=model)
+    assert np.abs(small - large).max() > 0.1
+
+
+@pytest.mark.parametrize("space", color.COLOR_SPACES)
+def test_luminance_preservation_keeps_the_content_chroma(model, space):
+    content = _image(low=60, high=190)  # colours whose mix stays inside the RGB cube
+    style = _image()
+    config = Config(
+        size=32, min_size=0, steps=3, preserve_color="luminance", color_space=space, **LAYERS
+    )
+    plain = stylize_arrays(
+        content, style, dataclasses.replace(config, preserve_color="none"), model=model
+    )
+    kept = stylize_arrays(content, style, config, model=model)
+    chroma_kept = color.to_space(kept, space)[..., 1:]
+    chroma_content = color.to_space(content, space)[..., 1:]
+    inside = np.all((kept > 0.5) & (kept < 254.5), axis=-1)
+    assert inside.mean() > 0.9
+    np.testing.assert_allclose(chroma_kept[inside], chroma_content[inside], atol=1e-3)
+    luma = color.to_space(kept, space)[..., 0][inside]
+    np.testing.assert_allclose(luma, color.to_space(plain, space)[..., 0][inside], atol=1e-3)
+
+
+def test_histogram_matching_gives_the_style_the_content_statistics():
+    content = _image(48, 48, 80, 170) * np.array([1.0, 0.8, 0.6], np.float32)
+    style = np.clip(_image(40, 40, 100, 160) + np.array([0, 0, 60], np.float32), 0, 255)
+    matched = color.match_color(style, content).reshape(-1, 3).astype(np.float64)
+    reference = content.reshape(-1, 3).astype(np.float64)
+    np.testing.assert_allclose(matched.mean(0), reference.mean(0), atol=1e-3)
+    np.testing.assert_allclose(
+        np.cov(matched, rowvar=False), np.cov(reference, rowvar=False), rtol=1e-3, atol=1e-2
+    )
+
+
+def test_average_pooling_replaces_max_pooling(model):
+    avg = FeatureExtractor(["block1_conv1", "block2_conv1"], vgg_weights=None, pooling="avg")
+    avg.set_weights(model.get_weights())
+    kinds = {layer.__class__.__name__ for layer in avg.vgg.layers}
+    assert "AveragePooling2D" in kinds and "MaxPooling2D" not in kinds
+    x = _image(16, 16)[None]
+    np.testing.assert_allclose(avg(x)["block1_conv1"], model(x)["block1_conv1"], rtol=1e-5)
+    block1 = model.vgg.get_layer("block1_conv2")
+    probe = keras.Model(model.vgg.input, block1.output)(
+        tf.reverse(x, [-1]) - tf.constant([103.939, 116.779, 123.68])
+    )
+    pooled = probe.numpy().reshape(1, 8, 2, 8, 2, 64).mean(axis=(2, 4))
+    kernel, bias = avg.vgg.get_layer("block2_conv1").get_weights()
+    padded = np.pad(pooled[0], ((1, 1), (1, 1), (0, 0)))
+    expected = np.maximum(
+        np.einsum(
+            "ijhwc,hwco->ijo",
+            np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(0, 1)).transpose(
+                0, 1, 3, 4, 2
+            ),
+            kernel,
+        )
+        + bias,
+        0,
+    )
+    np.testing.assert_allclose(avg(x)["block2_conv1"].numpy()[0], expected, rtol=1e-3, atol=1e-2)
+
+
+def test_content_layer_weights_weigh_each_layer(model):
+    config = Config(
+        content_layers=("block1_conv1", "block2_conv1"),
+        content_layer_weights=(2.0, 0.5),
+        style_layers=("block1_conv1",),
+    )
+    objective = Objective(model, validate(config))
+    content, image = _image()[None], _image()[None]
+    targets = objective.targets(content, content)
+    terms = objective(image, targets)
+    from nst_tf.losses import content_loss
+
+    expected = 2.0 * content_loss(
+        model(content)["block1_conv1"], model(image)["block1_conv1"]
+    ) + 0.5 * content_loss(model(content)["block2_conv1"], model(image)["block2_conv1"])
+    assert float(terms["content"]) == pytest.approx(float(expected[0]), rel=1e-5)
+
+
+def test_geometric_style_layer_weights():
+    weights = Config(style_layer_weight_exp=0.5).layer_weights()
+    raw = [1, 0.5, 0.25, 0.125, 0.0625]
+    assert list(weights.values()) == pytest.approx([w / sum(raw) for w in raw])
+    assert sum(Config().layer_weights().values()) == pytest.approx(1.0)
+
+
+def test_init_style_and_noise_ratio():
+    content = tf.constant(_image()[None])
+    style = tf.constant(_image(40, 40)[None])
+    generator = tf.random.Generator.from_seed(3)
+    start = _initial_image(Config(init="style"), content, style, generator).numpy()
+    expected_style = tf.image.resize(style, (24, 32), method="bicubic", antialias=True)
+    np.testing.assert_allclose(start, np.clip(expected_style.numpy(), 0, 255), atol=1e-3)
+    noise = tf.random.Generator.from_seed(3).uniform(content.shape, 0.0, 255.0).numpy()
+    blended = _initial_image(
+        Config(init_noise_ratio=0.25), content, None, tf.random.Generator.from_seed(3)
+    )
+    np.testing.assert_allclose(blended.numpy(), 0.75 * content.numpy() + 0.25 * noise, rtol=1e-5)
