@@ -84,6 +84,8 @@ flags.DEFINE_list(
 flags.DEFINE_float("init_noise_ratio", _D.init_noise_ratio, "Noise blended into the start (0..1).")
 flags.DEFINE_string("preserve_color", _D.preserve_color, "none, luminance or histogram.")
 flags.DEFINE_string("color_space", _D.color_space, "yuv, ycbcr or lab (for luminance).")
+flags.DEFINE_string("style_loss", _D.style_loss, "gram (Gatys) or wasserstein (mean + covariance).")
+flags.DEFINE_list("style_mask", list(_D.style_mask), "One grayscale mask per --style entry.")
 
 # --- export -------------------------------------------------------------------------
 flags.DEFINE_string("export_dir", None, "nst-tf-export: directory for the SavedModel.")

@@ -38,6 +38,7 @@ INIT_KEYWORDS = ("content", "noise", "style")
 POOLINGS = ("max", "avg")
 PRESERVE_COLOR = ("none", "luminance", "histogram")
 COLOR_SPACES = ("yuv", "ycbcr", "lab")
+STYLE_LOSSES = ("gram", "wasserstein")
 
 
 def layer_downsampling(layer: str) -> int:
@@ -100,6 +101,10 @@ class Config:
         preserve_color: "none", "luminance" (the result's luminance with the content's
             chroma) or "histogram" (the content's colour statistics given to the styles).
         color_space: Colour space for luminance preservation: yuv, ycbcr or lab.
+        style_loss: "gram" (Gatys) or "wasserstein" (2-Wasserstein distance between
+            Gaussians fitted to the features: mean and covariance, as crowsonkb's).
+        style_mask: One grayscale mask per --style entry: where in the output each
+            style applies (white: fully, black: not at all, grey: partly).
     """
 
     content: str | None = None
@@ -146,6 +151,8 @@ class Config:
     init_noise_ratio: float = 0.0
     preserve_color: str = "none"
     color_space: str = "yuv"
+    style_loss: str = "gram"
+    style_mask: tuple[str, ...] = ()
 
     def __post_init__(self):
         # Flags and notebooks hand in lists (or "a,b" strings); keep tuples so configs
@@ -242,6 +249,7 @@ _REAL_SETTINGS = (
     "init_noise_ratio",
 )
 _LIST_SETTINGS = (
+    "style_mask",
     "content_layers",
     "style_layers",
     "style_layer_weights",
@@ -374,6 +382,20 @@ def validate(config: Config) -> Config:
         raise ConfigError(
             "--style_targets fixes the style's colours: drop --preserve_color=histogram"
         )
+    if config.style_loss not in STYLE_LOSSES:
+        raise ConfigError(
+            f"--style_loss={config.style_loss!r} is unknown; choose {' or '.join(STYLE_LOSSES)}"
+        )
+    if config.style_mask:
+        if len(config.style_mask) != max(1, len(styles)):
+            raise ConfigError(
+                f"--style_mask has {len(config.style_mask)} masks for {max(1, len(styles))} "
+                "style entries; give one mask per --style entry"
+            )
+        if config.style_loss != "gram" or config.style_targets:
+            raise ConfigError("--style_mask works with --style images and the Gram style loss")
+    if config.style_targets and config.style_loss != "gram":
+        raise ConfigError("--style_targets holds Gram matrices: use --style_loss=gram")
     if config.normalization not in NORMALIZATIONS:
         raise ConfigError(
             f"--normalization={config.normalization!r} is unknown; "
@@ -391,6 +413,7 @@ def validate(config: Config) -> Config:
     if config.style and config.style_targets:
         raise ConfigError("give --style or --style_targets, not both")
     inputs = [p for p in (config.content, config.style_targets) if p] + styles
+    inputs += list(config.style_mask)
     if config.init not in INIT_KEYWORDS:
         inputs.append(config.init)
     out = os.path.realpath(config.output)

@@ -14,23 +14,83 @@ from collections.abc import Mapping
 import tensorflow as tf
 
 
-def gram_matrix(features: tf.Tensor, normalize: bool = True) -> tf.Tensor:
+def gram_matrix(
+    features: tf.Tensor, normalize: bool = True, mask: tf.Tensor | None = None
+) -> tf.Tensor:
     """Channel correlations G_kk' = sum_ij a_ijk a_ijk' of a [batch, H, W, C] tensor.
 
     Args:
         features: Activations, shape [batch, height, width, channels].
-        normalize: Divide by the number of positions H*W, so that the Gram matrix of
-            a texture does not depend on the image size.
+        normalize: Divide by the number of positions H*W (with a mask: by the mask's
+            sum), so that the Gram matrix of a texture does not depend on the image size.
+        mask: Optional weights in 0..1 per position, [batch or 1, H, W, 1]: the Gram
+            matrix of the masked region only (soft edges weigh partially).
 
     Returns:
         Shape [batch, channels, channels].
     """
     features = tf.convert_to_tensor(features, dtype=tf.float32)
-    gram = tf.linalg.einsum("bijc,bijd->bcd", features, features)
+    weighted = features if mask is None else features * mask
+    gram = tf.linalg.einsum("bijc,bijd->bcd", weighted, features)
     if normalize:
-        shape = tf.shape(features)
-        gram /= tf.cast(shape[1] * shape[2], tf.float32)
+        if mask is None:
+            shape = tf.shape(features)
+            gram /= tf.cast(shape[1] * shape[2], tf.float32)
+        else:
+            gram /= tf.reduce_sum(mask, axis=[1, 2, 3])[:, None, None] + 1e-8
     return gram
+
+
+def feature_statistics(features: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Mean [batch, C] and covariance [batch, C, C] of the feature vectors of each image."""
+    features = tf.convert_to_tensor(features, dtype=tf.float32)
+    shape = tf.shape(features)
+    flat = tf.reshape(features, [shape[0], -1, shape[3]])
+    mean = tf.reduce_mean(flat, axis=1)
+    centred = flat - mean[:, None, :]
+    cov = tf.linalg.einsum("bpc,bpd->bcd", centred, centred) / tf.cast(
+        tf.shape(flat)[1], tf.float32
+    )
+    return mean, cov
+
+
+def sqrtm_psd(matrix: tf.Tensor) -> tf.Tensor:
+    """Square root of symmetric positive semi-definite matrices [..., C, C] (eigh)."""
+    values, vectors = tf.linalg.eigh(matrix)
+    roots = tf.sqrt(tf.maximum(values, 0.0))
+    return tf.linalg.matmul(vectors * roots[..., None, :], vectors, transpose_b=True)
+
+
+def wasserstein_layer_loss(
+    target_mean: tf.Tensor, target_cov_sqrt: tf.Tensor, target_cov: tf.Tensor, generated: tf.Tensor
+) -> tf.Tensor:
+    """Squared 2-Wasserstein distance between Gaussians fitted to features, per image / C.
+
+    W2^2 = |mu - mu_t|^2 + tr(S) + tr(S_t) - 2 tr((S_t^1/2 S S_t^1/2)^1/2)
+    (crowsonkb/style-transfer-pytorch's style loss); divided by the channel count so
+    layers of different widths weigh alike.
+
+    Args:
+        target_mean: [1, C] style feature mean.
+        target_cov_sqrt: [1, C, C] square root of the style feature covariance.
+        target_cov: [1, C, C] the style feature covariance.
+        generated: [batch, H, W, C] activations of the generated image.
+
+    Returns:
+        Shape [batch].
+    """
+    mean, cov = feature_statistics(generated)
+    middle = tf.linalg.matmul(tf.linalg.matmul(target_cov_sqrt, cov), target_cov_sqrt)
+    middle = 0.5 * (middle + tf.linalg.matrix_transpose(middle))  # symmetric for eigh
+    # Clamp before the root: its gradient is unbounded at 0.
+    roots = tf.sqrt(tf.maximum(tf.linalg.eigvalsh(middle), 1e-6))
+    distance = (
+        tf.reduce_sum(tf.square(mean - target_mean), axis=-1)
+        + tf.linalg.trace(cov)
+        + tf.linalg.trace(target_cov)
+        - 2.0 * tf.reduce_sum(roots, axis=-1)
+    )
+    return distance / tf.cast(tf.shape(generated)[3], tf.float32)
 
 
 def content_loss(target: tf.Tensor, generated: tf.Tensor, normalization: str = "mean") -> tf.Tensor:
@@ -51,7 +111,10 @@ def content_loss(target: tf.Tensor, generated: tf.Tensor, normalization: str = "
 
 
 def style_layer_loss(
-    target_gram: tf.Tensor, generated: tf.Tensor, normalization: str = "mean"
+    target_gram: tf.Tensor,
+    generated: tf.Tensor,
+    normalization: str = "mean",
+    mask: tf.Tensor | None = None,
 ) -> tf.Tensor:
     """Style loss of one layer, per image of the batch.
 
@@ -61,11 +124,12 @@ def style_layer_loss(
         generated: Activations of the generated image, [batch, H, W, C].
         normalization: "mean" (mean squared difference of H*W-normalised Grams) or
             "course" (1/(2 n_H n_W n_C)^2 times the summed squared difference).
+        mask: Optional [1, H, W, 1] weights: compare only the masked region's Gram.
 
     Returns:
         Shape [batch].
     """
-    gram = gram_matrix(generated, normalize=normalization != "course")
+    gram = gram_matrix(generated, normalize=normalization != "course", mask=mask)
     squared = tf.square(gram - target_gram)
     if normalization == "course":
         shape = tf.cast(tf.shape(generated), tf.float32)

@@ -83,37 +83,85 @@ class Objective:
         self.traces = 0
 
     def targets(
-        self, content: tf.Tensor, style: tf.Tensor | Sequence[tf.Tensor] | Mapping[str, np.ndarray]
+        self,
+        content: tf.Tensor,
+        style: tf.Tensor | Sequence[tf.Tensor] | Mapping[str, np.ndarray],
+        masks: Sequence[tf.Tensor] | None = None,
     ) -> Targets:
-        """Content activations and style Gram matrices, computed once per scale.
+        """Content activations and style statistics, computed once per scale.
 
         Args:
             content: The content image at this scale, [batch, H, W, 3].
-            style: The style image at this scale; several style images, whose Gram
-                matrices are blended with config.blend_weights (jcjohnson's blending);
-                or Gram matrices by layer (a style targets file), used as they are.
+            style: The style image at this scale; several style images, whose statistics
+                are blended with config.blend_weights (jcjohnson's blending); or Gram
+                matrices by layer (a style targets file), used as they are.
+            masks: With several style images, one [1, H, W, 1] mask per style (at the
+                content's size) saying where in the output that style applies. Each
+                style then has its own loss over its region instead of a blend.
         """
         content_features = self.model(content)
         targets = {f"content/{name}": content_features[name] for name in self.content_layers}
         if isinstance(style, Mapping):
-            grams = {name: tf.constant(style[name]) for name in self.style_weights}
-        elif isinstance(style, Sequence):
-            blend = self.config.blend_weights(len(style))
-            each = [self.style_grams(image) for image in style]
-            grams = {
-                name: tf.add_n([w * g[name] for w, g in zip(blend, each, strict=True)])
-                for name in self.style_weights
-            }
+            targets.update({f"style0/{n}": tf.constant(style[n]) for n in self.style_weights})
+            targets["weight0"] = tf.constant(1.0)
+            return targets
+        styles = list(style) if isinstance(style, Sequence) else [style]
+        blend = self.config.blend_weights(len(styles))
+        stats = [self.style_statistics(image) for image in styles]
+        if masks:
+            # Each style counts fully in its own region; blend weights scale that.
+            groups = [([s], [1.0], len(styles) * b) for s, b in zip(stats, blend, strict=True)]
         else:
-            grams = self.style_grams(style)
-        targets.update({f"style/{name}": gram for name, gram in grams.items()})
+            groups = [(stats, blend, 1.0)]
+        for g, (members, weights, group_weight) in enumerate(groups):
+            targets[f"weight{g}"] = tf.constant(group_weight)
+            for key in members[0]:
+                targets[f"style{g}/{key}"] = tf.add_n(
+                    [w * m[key] for w, m in zip(weights, members, strict=True)]
+                )
+            if self.config.style_loss == "wasserstein":
+                for name in self.style_weights:
+                    # Blending averages the covariances; their root is taken afterwards.
+                    cov = targets[f"style{g}/cov/{name}"]
+                    targets[f"style{g}/cov_sqrt/{name}"] = losses.sqrtm_psd(cov)
+            if masks:
+                for name in self.style_weights:
+                    size = tf.shape(content_features[name])[1:3]
+                    targets[f"mask{g}/{name}"] = tf.image.resize(masks[g], size, method="area")
         return targets
+
+    def style_statistics(self, style: tf.Tensor) -> dict[str, tf.Tensor]:
+        """What the style loss compares, per style layer, for a style image [1, H, W, 3].
+
+        Gram loss: the Gram matrix under the layer's name. Wasserstein loss: the
+        feature mean and covariance, as "mean/<layer>" and "cov/<layer>".
+        """
+        if self.config.style_loss == "gram":
+            return self.style_grams(style)
+        features = self.model(style)
+        stats = {}
+        for name in self.style_weights:
+            stats[f"mean/{name}"], stats[f"cov/{name}"] = losses.feature_statistics(features[name])
+        return stats
 
     def style_grams(self, style: tf.Tensor) -> dict[str, tf.Tensor]:
         """The Gram matrix of each style layer for a style image [1, H, W, 3]."""
         features = self.model(style)
         normalize = self.config.normalization != "course"
         return {name: losses.gram_matrix(features[name], normalize) for name in self.style_weights}
+
+    def _style_layer(self, targets, group: int, name: str, features: tf.Tensor) -> tf.Tensor:
+        if self.config.style_loss == "wasserstein":
+            return losses.wasserstein_layer_loss(
+                targets[f"style{group}/mean/{name}"],
+                targets[f"style{group}/cov_sqrt/{name}"],
+                targets[f"style{group}/cov/{name}"],
+                features,
+            )
+        mask = targets.get(f"mask{group}/{name}")
+        return losses.style_layer_loss(
+            targets[f"style{group}/{name}"], features, self.config.normalization, mask
+        )
 
     def __call__(self, images: tf.Tensor, targets: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """Named loss terms summed over the batch; "total" is the weighted sum."""
@@ -128,8 +176,17 @@ class Objective:
                 for name, weight in self.content_weights.items()
             ]
         )
-        style_grams = {name: targets[f"style/{name}"] for name in self.style_weights}
-        style, per_layer = losses.style_loss(style_grams, features, self.style_weights, norm)
+        groups = sum(1 for key in targets if key.startswith("weight"))
+        per_layer = {
+            name: tf.add_n(
+                [
+                    targets[f"weight{g}"] * self._style_layer(targets, g, name, features[name])
+                    for g in range(groups)
+                ]
+            )
+            for name in self.style_weights
+        }
+        style = tf.add_n([self.style_weights[name] * loss for name, loss in per_layer.items()])
         tv = losses.total_variation_loss(images, norm)
         cfg = self.config
         terms = {
@@ -296,8 +353,9 @@ def stylize_arrays(
     init: np.ndarray | None = None,
     model: FeatureExtractor | None = None,
     callbacks: Sequence[Callable[[Progress], None]] = (),
+    masks: Sequence[np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Stylises a batch of content images with one style image.
+    """Stylises a batch of content images with one or more style images.
 
     With config.checkpoint_dir set, a checkpoint is written every config.checkpoint_every
     steps and at the end of each scale, and config.resume continues the newest one.
@@ -314,6 +372,8 @@ def stylize_arrays(
             a path.
         model: A FeatureExtractor for config.layers; built from config when None.
         callbacks: Called with a Progress after every step.
+        masks: One [H, W] or [H, W, 1] array in 0..1 per style image, any resolution,
+            saying where each style applies (region-specific styles).
 
     Returns:
         The result as float32, [batch, H, W, 3] (or [H, W, 3] if `content` was 3-D).
@@ -362,7 +422,13 @@ def stylize_arrays(
             ]
             _check_size(config, size, (height, width), *shapes)
             resized = [resize_images(im, *shape) for im, shape in zip(styles, shapes, strict=True)]
-            targets = objective.targets(content_at, resized)
+            masks_at = None
+            if masks is not None:
+                masks_at = [
+                    tf.image.resize(np.reshape(m, (1, *np.shape(m)[:2], 1)), (height, width))
+                    for m in masks
+                ]
+            targets = objective.targets(content_at, resized, masks_at)
         else:
             _check_size(config, size, (height, width))
             targets = objective.targets(content_at, fixed_grams)

@@ -74,7 +74,7 @@ def expand_styles(config: Config) -> Config:
     if not any(os.path.isdir(entry) for entry in entries):
         return config
     weights = config.blend_weights(len(entries))
-    paths, blend, scales = [], [], []
+    paths, blend, scales, masks = [], [], [], []
     for index, entry in enumerate(entries):
         found = [entry]
         if os.path.isdir(entry):
@@ -88,9 +88,21 @@ def expand_styles(config: Config) -> Config:
         paths += found
         blend += [weights[index] / len(found)] * len(found)
         scales += [config.scale_of(index)] * len(found)
+        masks += [config.style_mask[index]] * len(found) if config.style_mask else []
     return dataclasses.replace(
-        config, style=",".join(paths), style_blend_weights=tuple(blend), style_scale=tuple(scales)
+        config,
+        style=",".join(paths),
+        style_blend_weights=tuple(blend),
+        style_scale=tuple(scales),
+        style_mask=tuple(masks),
     )
+
+
+def load_masks(config: Config) -> list[np.ndarray] | None:
+    """The --style_mask images as [H, W] arrays in 0..1 (the mean of their channels)."""
+    if not config.style_mask:
+        return None
+    return [images.load_image(path).mean(axis=-1) / 255.0 for path in config.style_mask]
 
 
 def load_inputs(
@@ -229,6 +241,7 @@ def stylize(config: Config, flags: str = "") -> RunResult:
     if config.trace:
         images.check_output_path(config.trace, "trace", image=False)
     content, style, init = load_inputs(config)
+    masks = load_masks(config)
     check_memory(config, content)
     source = weights.find_weights(config.vgg_weights)
     if isinstance(style, StyleTargets):
@@ -265,6 +278,7 @@ def stylize(config: Config, flags: str = "") -> RunResult:
                 init=init,
                 model=model,
                 callbacks=[logger, monitor, trace, guard],
+                masks=masks,
             )
     except (Interrupted, NumericalError) as stop:
         if stop.image is not None:
