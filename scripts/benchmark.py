@@ -237,7 +237,9 @@ def main():
     sizes = [256] if quick else [256, 512, 1024]
     speeds = [step_speed(s, p, 2 if quick else 5) for s in sizes for p in ("float32", "bfloat16")]
     xla_size = sizes[min(1, len(sizes) - 1)]
-    speeds += [step_speed(xla_size, p, 2 if quick else 5, xla=True) for p in ("float32", "bfloat16")]
+    speeds += [
+        step_speed(xla_size, p, 2 if quick else 5, xla=True) for p in ("float32", "bfloat16")
+    ]
     for s in speeds:
         print(s, flush=True)
     content = images.load_image(os.path.join(args.images, "boston.jpg"), 1024)

@@ -2,6 +2,7 @@
 
 content.png: a small landscape (sky, sun, hills, a house, a lake).
 style.png: a swirling, brush-stroked pattern in saturated blues and yellows.
+style2.png: warm, angular mosaic tiles (a second style, for blending and masks).
 
 Run once; the PNGs are committed. `python scripts/make_samples.py`
 """
@@ -60,8 +61,25 @@ def style(size=384, strokes=2500, seed=7) -> Image.Image:
     return img.filter(ImageFilter.SMOOTH)
 
 
+def mosaic(size=384, tiles=260, seed=3) -> Image.Image:
+    """A second style: warm, angular mosaic tiles with dark seams."""
+    rng = np.random.default_rng(seed)
+    img = Image.new("RGB", (size, size), (40, 25, 20))
+    draw = ImageDraw.Draw(img)
+    palette = [(200, 70, 40), (230, 150, 50), (150, 40, 60), (240, 200, 120), (90, 50, 30)]
+    for _ in range(tiles):
+        cx, cy = rng.uniform(0, size, 2)
+        radius = rng.uniform(8, 26)
+        corners = rng.integers(3, 6)
+        angles = np.sort(rng.uniform(0, 2 * math.pi, corners))
+        points = [(cx + radius * math.cos(a), cy + radius * math.sin(a)) for a in angles]
+        draw.polygon(points, fill=palette[rng.integers(len(palette))], outline=(30, 20, 15))
+    return img
+
+
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
     content().save(OUT / "content.png", optimize=True)
     style().save(OUT / "style.png", optimize=True)
-    print(f"wrote {OUT}/content.png and style.png")
+    mosaic().save(OUT / "style2.png", optimize=True)
+    print(f"wrote {OUT}/content.png, style.png and style2.png")
