@@ -42,8 +42,8 @@ def controls(style: str, style2: str, mask_left: str, mask_right: str) -> dict[s
             style=f"{style},{style2}", style_mask=(mask_left, mask_right)
         ),
         "--pooling=avg": dict(pooling="avg"),
-        "--style_loss=wasserstein --style_weight=3": dict(
-            style_loss="wasserstein", style_weight=3.0
+        "--style_loss=wasserstein --style_weight=1000": dict(
+            style_loss="wasserstein", style_weight=1000.0
         ),
         "--style_layer_weight_exp=0.5 (fine texture)": dict(style_layer_weight_exp=0.5),
         "--style_layer_weight_exp=2 (large patterns)": dict(style_layer_weight_exp=2.0),
