@@ -213,6 +213,7 @@ def _export_main(argv: list[str]) -> int:
                 FLAGS.size,
                 FLAGS.normalization,
                 FLAGS.vgg_weights or "auto",
+                FLAGS.pooling,
             )
             logging.info("wrote style targets of %s to %s", FLAGS.style, FLAGS.targets_out)
             return
@@ -224,7 +225,11 @@ def _export_main(argv: list[str]) -> int:
         from nst_tf.export import export_features  # pylint: disable=import-outside-toplevel
 
         path = export_features(
-            FLAGS.export_dir, FLAGS.layers, FLAGS.vgg_weights or "auto", FLAGS.precision
+            FLAGS.export_dir,
+            FLAGS.layers,
+            FLAGS.vgg_weights or "auto",
+            FLAGS.precision,
+            FLAGS.pooling,
         )
         logging.info("exported SavedModel to %s", path)
 

@@ -71,6 +71,7 @@ def describe_model(model: FeatureExtractor) -> dict:
             "mean_bgr": list(IMAGENET_MEAN_BGR),
         },
         "precision": model.precision,
+        "pooling": model.pooling,
         "weights": {
             "network": "VGG19 (Simonyan & Zisserman 2014), ImageNet, Keras notop conversion",
             "source": os.path.basename(source.path) if source else None,
@@ -99,6 +100,7 @@ def export_features(
     layers: Sequence[str],
     vgg_weights: str | None = "auto",
     precision: str = "float32",
+    pooling: str = "max",
 ) -> str:
     """Writes the feature extractor as a SavedModel, atomically.
 
@@ -110,6 +112,7 @@ def export_features(
         layers: VGG19 layers to export.
         vgg_weights: As for FeatureExtractor.
         precision: "float32" or "bfloat16".
+        pooling: "max" or "avg".
 
     Returns:
         The export directory.
@@ -129,7 +132,7 @@ def export_features(
         raise OutputError(f"directory {parent} is not writable; choose another --export_dir")
     # "auto" means the fastest precision for *this* CPU; an export may be served anywhere.
     precision = "float32" if precision == "auto" else precision
-    module = FeatureModule(FeatureExtractor(list(layers), vgg_weights, precision))
+    module = FeatureModule(FeatureExtractor(list(layers), vgg_weights, precision, pooling))
     tmp = tempfile.mkdtemp(dir=parent, prefix=".nst_tf-export-")
     try:
         tf.saved_model.save(
@@ -151,6 +154,7 @@ def export_style_targets(
     size: int,
     normalization: str = "mean",
     vgg_weights: str | None = "auto",
+    pooling: str = "max",
 ) -> StyleTargets:
     """Computes a style image's Gram matrices once and writes them as a targets file.
 
@@ -161,13 +165,14 @@ def export_style_targets(
         size: Longest side the style image is measured at (as --size of a run).
         normalization: As Config.normalization.
         vgg_weights: As for FeatureExtractor.
+        pooling: As for FeatureExtractor.
 
     Returns:
         The targets written.
     """
     check_output_path(out_path, "targets_out", image=False)
     style = load_image(style_path, size)
-    model = FeatureExtractor(list(layers), vgg_weights, "float32")
+    model = FeatureExtractor(list(layers), vgg_weights, "float32", pooling)
     config = Config(style_layers=tuple(layers), normalization=normalization)
     grams = Objective(model, config).style_grams(tf.constant(style[None]))
     targets = StyleTargets(
@@ -175,6 +180,7 @@ def export_style_targets(
         size,
         normalization,
         model.weights_source.sha256 if model.weights_source else "random",
+        pooling,
     )
     targets.save(out_path)
     return targets

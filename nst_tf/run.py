@@ -245,7 +245,9 @@ def stylize(config: Config, flags: str = "") -> RunResult:
     check_memory(config, content)
     source = weights.find_weights(config.vgg_weights)
     if isinstance(style, StyleTargets):
-        check_compatible(style, config.style_layers, config.normalization, source.sha256)
+        check_compatible(
+            style, config.style_layers, config.normalization, source.sha256, config.pooling
+        )
     if config.checkpoint_every and not config.checkpoint_dir:
         config = dataclasses.replace(config, checkpoint_dir=default_checkpoint_dir(config.output))
     # TensorFlow loads only now: every mistake in the user's input is reported first,

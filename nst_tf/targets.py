@@ -25,6 +25,7 @@ class StyleTargets:
     size: int
     normalization: str
     weights_sha256: str
+    pooling: str = "max"
 
     def save(self, path: str) -> None:
         """Writes the targets atomically as .npz."""
@@ -36,6 +37,7 @@ class StyleTargets:
                 size=np.array(self.size),
                 normalization=np.array(self.normalization),
                 weights_sha256=np.array(self.weights_sha256),
+                pooling=np.array(self.pooling),
                 **arrays,
             )
 
@@ -55,6 +57,7 @@ def load_style_targets(path: str) -> StyleTargets:
                 int(data["size"]),
                 str(data["normalization"]),
                 str(data["weights_sha256"]),
+                str(data["pooling"]) if "pooling" in data else "max",
             )
     except FileNotFoundError:
         raise ConfigError(f"--style_targets={path}: no such file; check the path") from None
@@ -69,7 +72,9 @@ def load_style_targets(path: str) -> StyleTargets:
     return targets
 
 
-def check_compatible(targets: StyleTargets, style_layers, normalization: str, sha256: str) -> None:
+def check_compatible(
+    targets: StyleTargets, style_layers, normalization: str, sha256: str, pooling: str = "max"
+) -> None:
     """Refuses targets that cannot be compared with this run's features.
 
     Raises:
@@ -85,6 +90,11 @@ def check_compatible(targets: StyleTargets, style_layers, normalization: str, sh
         raise ConfigError(
             f"the style targets use --normalization={targets.normalization}, this run "
             f"{normalization}; re-export them or match the setting"
+        )
+    if targets.pooling != pooling:
+        raise ConfigError(
+            f"the style targets were measured with --pooling={targets.pooling}, this run uses "
+            f"{pooling}; re-export them or match the setting"
         )
     if targets.weights_sha256 != sha256:
         raise ConfigError(

@@ -57,6 +57,8 @@ def test_incompatible_targets_are_refused():
         check_compatible(targets, LAYERS, "course", "ab" * 32)
     with pytest.raises(ConfigError, match="other VGG19 weights"):
         check_compatible(targets, LAYERS, "mean", "cd" * 32)
+    with pytest.raises(ConfigError, match="--pooling=max"):
+        check_compatible(targets, LAYERS, "mean", "ab" * 32, pooling="avg")
 
 
 def test_a_run_from_targets_matches_style_statistics():
