@@ -248,6 +248,15 @@ _REAL_SETTINGS = (
     "style_layer_weight_exp",
     "init_noise_ratio",
 )
+_CHOICES = {
+    "optimizer": OPTIMIZERS,
+    "normalization": NORMALIZATIONS,
+    "precision": PRECISIONS,
+    "pooling": POOLINGS,
+    "preserve_color": PRESERVE_COLOR,
+    "color_space": COLOR_SPACES,
+    "style_loss": STYLE_LOSSES,
+}
 _LIST_SETTINGS = (
     "style_mask",
     "content_layers",
@@ -307,6 +316,11 @@ def validate(config: Config) -> Config:
         ConfigError: with a one-line message naming the bad setting and the fix.
     """
     _check_types(config)
+    for flag, choices in _CHOICES.items():
+        if getattr(config, flag) not in choices:
+            raise ConfigError(
+                f"--{flag}={getattr(config, flag)!r} is unknown; choose {', '.join(choices)}"
+            )
     if config.size <= 0:
         raise ConfigError(f"--size must be a positive number of pixels, got {config.size}")
     if config.size > 16384:
@@ -321,10 +335,6 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"--steps must be a positive number of iterations, got {config.steps}")
     if config.coarse_steps <= 0:
         raise ConfigError(f"--coarse_steps must be positive, got {config.coarse_steps}")
-    if config.optimizer not in OPTIMIZERS:
-        raise ConfigError(
-            f"--optimizer={config.optimizer!r} is unknown; choose {' or '.join(OPTIMIZERS)}"
-        )
     if not math.isfinite(config.learning_rate) or config.learning_rate <= 0:
         raise ConfigError(f"--learning_rate must be a positive number, got {config.learning_rate}")
     if not 0 <= config.adam_beta1 < 1:
@@ -367,24 +377,9 @@ def validate(config: Config) -> Config:
             raise ConfigError(f"--style_scale values must be in (0, 8], got {value}")
     if not 0 <= config.init_noise_ratio <= 1:
         raise ConfigError(f"--init_noise_ratio must be in [0, 1], got {config.init_noise_ratio}")
-    if config.pooling not in POOLINGS:
-        raise ConfigError(f"--pooling={config.pooling!r} is unknown; choose max or avg")
-    if config.preserve_color not in PRESERVE_COLOR:
-        raise ConfigError(
-            f"--preserve_color={config.preserve_color!r} is unknown; "
-            f"choose {', '.join(PRESERVE_COLOR)}"
-        )
-    if config.color_space not in COLOR_SPACES:
-        raise ConfigError(
-            f"--color_space={config.color_space!r} is unknown; choose {', '.join(COLOR_SPACES)}"
-        )
     if config.style_targets and config.preserve_color == "histogram":
         raise ConfigError(
             "--style_targets fixes the style's colours: drop --preserve_color=histogram"
-        )
-    if config.style_loss not in STYLE_LOSSES:
-        raise ConfigError(
-            f"--style_loss={config.style_loss!r} is unknown; choose {' or '.join(STYLE_LOSSES)}"
         )
     if config.style_mask:
         if len(config.style_mask) != max(1, len(styles)):
@@ -396,15 +391,6 @@ def validate(config: Config) -> Config:
             raise ConfigError("--style_mask works with --style images and the Gram style loss")
     if config.style_targets and config.style_loss != "gram":
         raise ConfigError("--style_targets holds Gram matrices: use --style_loss=gram")
-    if config.normalization not in NORMALIZATIONS:
-        raise ConfigError(
-            f"--normalization={config.normalization!r} is unknown; "
-            f"choose {' or '.join(NORMALIZATIONS)}"
-        )
-    if config.precision not in PRECISIONS:
-        raise ConfigError(
-            f"--precision={config.precision!r} is unknown; choose {', '.join(PRECISIONS)}"
-        )
     for flag in ("snapshot_every", "log_every", "checkpoint_every"):
         if getattr(config, flag) < 0:
             raise ConfigError(f"--{flag} must be >= 0, got {getattr(config, flag)}")

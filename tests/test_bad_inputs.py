@@ -15,14 +15,13 @@ import os
 import pickle
 import pickletools
 import shutil
-import struct
 import subprocess
 import sys
-import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
+from pngs import bilevel_png
 
 from nst_tf import weights
 from nst_tf.config import default_checkpoint_dir
@@ -130,30 +129,11 @@ def test_text_file_named_png_as_init(d):
     refuse(d, "notes.png", "not an image", init=d / "notes.png")
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def bilevel_png(side: int) -> bytes:
-    """A valid all-black 1-bit PNG of side x side pixels that compresses to a few kB."""
-    row = b"\x00" * (1 + (side + 7) // 8)  # filter byte + packed bits
-    compressor = zlib.compressobj(9)
-    idat = b"".join(compressor.compress(row * 100) for _ in range(side // 100))
-    idat += compressor.compress(row * (side % 100)) + compressor.flush()
-    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _chunk(b"IHDR", header)
-        + _chunk(b"IDAT", idat)
-        + _chunk(b"IEND", b"")
-    )
-
-
 @pytest.mark.parametrize("factor", [1.01, 2.5], ids=["over_limit", "over_twice_limit"])
 def test_decompression_bomb(d, factor):
     side = math.isqrt(int(Image.MAX_IMAGE_PIXELS * factor)) + 1
     assert side * side > Image.MAX_IMAGE_PIXELS
-    (d / "bomb.png").write_bytes(bilevel_png(side))
+    (d / "bomb.png").write_bytes(bilevel_png(side, side))
     assert (d / "bomb.png").stat().st_size < 200_000
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Image, "MAX_IMAGE_PIXELS", None)

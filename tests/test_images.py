@@ -9,13 +9,13 @@ import resource
 import stat
 import struct
 import warnings
-import zlib
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from pngs import bilevel_png
 
 from nst_tf import images
 from nst_tf.errors import ImageError, OutputError
@@ -229,26 +229,6 @@ def test_corrupt_tiff_with_fractional_strip_offset_raises_image_error(tmp_path):
         warnings.simplefilter("ignore")  # Pillow warns about the odd tag first
         with pytest.raises(ImageError):
             images.load_image(str(path))
-
-
-def _chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def bilevel_png(width: int, height: int) -> bytes:
-    """A valid all-black 1-bit PNG, built by hand: large images compress to a few kB."""
-    compressor = zlib.compressobj(9)
-    rows = (b"\x00" * (1 + (width + 7) // 8)) * 100
-    idat = b"".join(compressor.compress(rows) for _ in range(height // 100))
-    idat += compressor.compress(rows[: (height % 100) * (1 + (width + 7) // 8)])
-    idat += compressor.flush()
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _chunk(b"IHDR", header)
-        + _chunk(b"IDAT", idat)
-        + _chunk(b"IEND", b"")
-    )
 
 
 @pytest.mark.parametrize("side", [10_000, 20_000], ids=["over_limit", "over_twice_limit"])
