@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 
+import keras
 import tensorflow as tf
 
 from nst_tf import __version__
@@ -20,35 +21,40 @@ from nst_tf.optimize import Objective
 from nst_tf.targets import StyleTargets
 
 
-class FeatureModule(tf.Module):
-    """What the SavedModel holds: the frozen extractor and its serving function.
+def build_archive(model: FeatureExtractor) -> keras.export.ExportArchive:
+    """The SavedModel's contents: the frozen extractor, two signatures and a description.
 
     `serving_default` takes float32 RGB [batch, height, width, 3] in 0..255 and returns,
     for each layer, `<layer>` (activations) and `gram_<layer>` (Gram matrix / (H*W)).
+    `metadata` takes nothing and returns {"json": the description}; the same JSON is the
+    variable `metadata_json[0]` of the loaded object. Keras's ExportArchive (not a bare
+    tf.saved_model.save) keeps the export loadable by TF1-style clients such as
+    `saved_model_cli run` and TF Serving.
     """
+    model(tf.zeros([1, 32, 32, 3]))  # build the variables before tracking them
+    archive = keras.export.ExportArchive()
+    archive.track(model)
 
-    def __init__(self, model: FeatureExtractor):
-        super().__init__(name="nst_tf_features")
-        self.model = model
-        # A variable, not a constant: tf.saved_model keeps variables, so a loading
-        # program reads the description as `loaded.metadata_json.numpy()`.
-        self.metadata_json = tf.Variable(
-            json.dumps(describe_model(model), indent=2), trainable=False, name="metadata_json"
-        )
-
-    @tf.function(input_signature=[])
-    def metadata(self):
-        """The export's description as JSON (the "metadata" signature)."""
-        return {"json": tf.identity(self.metadata_json)}
-
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images")])
-    def serve(self, images):
-        """Activations and Gram matrices of each exported layer."""
+    def serve(images):
         outputs = {}
-        for name, features in self.model(images).items():
+        for name, features in model(images).items():
             outputs[name] = features
             outputs[f"gram_{name}"] = gram_matrix(features)
         return outputs
+
+    archive.add_endpoint(
+        name="serving_default",
+        fn=serve,
+        input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images")],
+    )
+    description = tf.Variable(
+        json.dumps(describe_model(model), indent=2), trainable=False, name="metadata_json"
+    )
+    archive.add_variable_collection("metadata_json", [description])
+    archive.add_endpoint(
+        name="metadata", fn=lambda: {"json": tf.identity(description)}, input_signature=[]
+    )
+    return archive
 
 
 def describe_model(model: FeatureExtractor) -> dict:
@@ -90,9 +96,9 @@ def read_metadata(export_dir: str) -> dict:
     if not os.path.isfile(os.path.join(export_dir, "saved_model.pb")):
         raise OutputError(f"{export_dir} holds no SavedModel; give the --export_dir of an export")
     loaded = tf.saved_model.load(export_dir)
-    if not hasattr(loaded, "metadata_json"):
+    if "metadata" not in loaded.signatures:
         raise OutputError(f"{export_dir} is a SavedModel but not an nst_tf export")
-    return json.loads(loaded.metadata_json.numpy().decode())
+    return json.loads(loaded.signatures["metadata"]()["json"].numpy().decode())
 
 
 def export_features(
@@ -132,12 +138,10 @@ def export_features(
         raise OutputError(f"directory {parent} is not writable; choose another --export_dir")
     # "auto" means the fastest precision for *this* CPU; an export may be served anywhere.
     precision = "float32" if precision == "auto" else precision
-    module = FeatureModule(FeatureExtractor(list(layers), vgg_weights, precision, pooling))
+    archive = build_archive(FeatureExtractor(list(layers), vgg_weights, precision, pooling))
     tmp = tempfile.mkdtemp(dir=parent, prefix=".nst_tf-export-")
     try:
-        tf.saved_model.save(
-            module, tmp, signatures={"serving_default": module.serve, "metadata": module.metadata}
-        )
+        archive.write_out(tmp, verbose=False)
         if os.path.isdir(export_dir):
             os.rmdir(export_dir)  # empty, checked above
         os.replace(tmp, export_dir)

@@ -226,7 +226,8 @@ def _check_finite(terms: Mapping[str, tf.Tensor], step: int) -> None:
     if math.isfinite(float(terms["total"])) and math.isfinite(float(terms["grad_norm"])):
         return
     values = {name: float(value) for name, value in terms.items()}
-    bad = [n for n, v in values.items() if n not in ("total", "grad_norm") and not math.isfinite(v)]
+    raw = [n for n in values if n not in ("total", "grad_norm") and not n.startswith("weighted/")]
+    bad = [n for n in raw if not math.isfinite(values[n])]
     if bad:
         culprit = f"the {bad[0]} loss became {values[bad[0]]}"
     elif not math.isfinite(values["total"]):
