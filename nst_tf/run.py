@@ -164,8 +164,6 @@ def check_memory(config: Config, content: np.ndarray) -> None:
 def _cap(image: np.ndarray, limit: int) -> np.ndarray:
     if max(image.shape[:2]) <= limit:
         return image
-    from PIL import Image  # pylint: disable=import-outside-toplevel
-
     pil = Image.fromarray(images.to_uint8(image))
     return np.asarray(images.resize_longest(pil, limit), dtype=np.float32)
 
