@@ -14,6 +14,21 @@ from collections.abc import Mapping
 import tensorflow as tf
 
 
+@tf.custom_gradient
+def _self_product(flat: tf.Tensor):
+    """F^T F of [batch, positions, C] with a one-matmul gradient F (dG + dG^T).
+
+    Autodiff of matmul(F, F) would compute F dG and F dG^T as two matmuls of the
+    full feature map and add them; summing dG + dG^T first (a C x C add) halves that.
+    """
+    gram = tf.linalg.matmul(flat, flat, transpose_a=True)
+
+    def grad(upstream):
+        return tf.linalg.matmul(flat, upstream + tf.linalg.matrix_transpose(upstream))
+
+    return gram, grad
+
+
 def gram_matrix(
     features: tf.Tensor, normalize: bool = True, mask: tf.Tensor | None = None
 ) -> tf.Tensor:
@@ -30,11 +45,13 @@ def gram_matrix(
         Shape [batch, channels, channels].
     """
     features = tf.convert_to_tensor(features, dtype=tf.float32)
-    weighted = features if mask is None else features * mask
-    gram = tf.linalg.einsum("bijc,bijd->bcd", weighted, features)
+    shape = tf.shape(features)
+    if mask is None:
+        gram = _self_product(tf.reshape(features, [shape[0], -1, shape[3]]))
+    else:
+        gram = tf.linalg.einsum("bijc,bijd->bcd", features * mask, features)
     if normalize:
         if mask is None:
-            shape = tf.shape(features)
             gram /= tf.cast(shape[1] * shape[2], tf.float32)
         else:
             gram /= tf.reduce_sum(mask, axis=[1, 2, 3])[:, None, None] + 1e-8

@@ -194,7 +194,7 @@ def test_wasserstein_loss_matches_scipy():
 
 def test_wasserstein_style_loss_runs_and_decreases(model):
     config = Config(
-        size=32,
+        size=64,
         min_size=0,
         steps=8,
         style_loss="wasserstein",
@@ -204,7 +204,10 @@ def test_wasserstein_style_loss_runs_and_decreases(model):
         **LAYERS,
     )
     history = []
-    stylize_arrays(_image(), _image(), validate(config), model=model, callbacks=[history.append])
+    # 48x64 px: at 24x32 block2_conv1 has fewer positions than the random network's
+    # live channels, the covariances are singular and the W2 root has no gradient there.
+    images = _image(48, 64), _image(48, 64)
+    stylize_arrays(*images, validate(config), model=model, callbacks=[history.append])
     assert history[-1].losses["style"] < 0.5 * history[0].losses["style"]
 
 

@@ -30,6 +30,22 @@ def test_gram_matrix_normalised_by_positions_matches_numpy():
     np.testing.assert_allclose(losses.gram_matrix(features).numpy(), expected, rtol=1e-5)
 
 
+def test_gram_gradient_matches_the_analytic_one():
+    # d/dF sum(W * F^T F / P) = F (W + W^T) / P, with a non-symmetric W so that a
+    # gradient assuming a symmetric upstream would fail.
+    features = RNG.normal(size=(2, 3, 5, 4)).astype(np.float32)
+    weights = RNG.normal(size=(2, 4, 4)).astype(np.float32)
+    x = tf.constant(features)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(weights * losses.gram_matrix(x))
+    flat = features.reshape(2, 15, 4)
+    expected = np.einsum("bpc,bdc->bpd", flat, weights + weights.transpose(0, 2, 1)) / 15
+    np.testing.assert_allclose(
+        tape.gradient(loss, x).numpy(), expected.reshape(features.shape), rtol=1e-5, atol=1e-6
+    )
+
+
 def test_gram_of_a_tiled_texture_does_not_depend_on_size():
     tile = RNG.normal(size=(1, 4, 4, 3)).astype(np.float32)
     big = np.tile(tile, (1, 3, 5, 1))
