@@ -19,7 +19,9 @@ import numpy as np
 from PIL import Image
 
 KILLS = 30
-MAX_DELAY = 0.3  # seconds after the child is ready
+# Kills land up to this many write-times after the child is ready: long enough for some
+# writes to complete, short enough that many kills hit a write, on a fast or slow machine.
+MAX_DELAY_WRITES = 3.0
 SIDE = 1000
 
 # Shared by the child, which draws the images, and the test, which redraws them to compare.
@@ -35,12 +37,17 @@ exec(MAKE_IMAGE, namespace)  # our own constant source, shared with the child
 make_image = namespace["make_image"]
 
 CHILD = f"""
+import os
 import sys
+import time
 import numpy as np
 from nst_tf.images import save_image
 {MAKE_IMAGE}
 path, seed = sys.argv[1], int(sys.argv[2])
-print("ready", flush=True)
+start = time.perf_counter()
+save_image(make_image(seed), path + ".warmup.png")  # times one write on this machine
+os.unlink(path + ".warmup.png")
+print("ready", time.perf_counter() - start, flush=True)
 while True:
     save_image(make_image(seed), path)
     print(seed, flush=True)
@@ -76,8 +83,9 @@ def test_sigkill_never_leaves_a_truncated_output(tmp_path):
             cwd=tmp_path,
         )
         try:
-            assert child.stdout.readline().strip() == "ready", child.stderr.read()
-            time.sleep(rng.uniform(0, MAX_DELAY))
+            ready, write_seconds = child.stdout.readline().split() or ["", ""]
+            assert ready == "ready", child.stderr.read()
+            time.sleep(rng.uniform(0, MAX_DELAY_WRITES * float(write_seconds)))
             os.kill(child.pid, signal.SIGKILL)
             child.wait(timeout=30)
         finally:
