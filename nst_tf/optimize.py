@@ -468,7 +468,10 @@ def stylize_arrays(
         try:
             while position.scale_step < steps:
                 chunk = steps - position.scale_step
-                if config.checkpoint_every:
+                # Only runs that checkpoint break L-BFGS into chunks (each a fresh
+                # minimisation, so a resumed run repeats an uninterrupted one); the
+                # others keep its curvature memory for the whole scale.
+                if config.checkpoint_every and manager:
                     chunk = min(
                         chunk,
                         config.checkpoint_every - position.scale_step % config.checkpoint_every,

@@ -74,13 +74,7 @@ def step_speed(size: int, precision: str, steps: int, xla: bool = False) -> dict
             terms = objective(image, targets)
         return terms["total"], tape.gradient(terms["total"], image)
 
-    value_and_grad(targets)[1].numpy()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        value_and_grad(targets)[1].numpy()
-        times.append(time.perf_counter() - start)
-    seconds = float(np.median(times))
+    seconds = _median_seconds(value_and_grad, steps, targets)
     flops = 2 * conv_flops(model, size, size)  # forward + input gradient
     return {
         "size": size,
@@ -89,6 +83,54 @@ def step_speed(size: int, precision: str, steps: int, xla: bool = False) -> dict
         "gflops": flops / seconds / 1e9,
         "step_gflop": flops / 1e9,
     }
+
+
+def plain_step_speed(size: int, precision: str, steps: int) -> dict:
+    """The same convolutions as a bare tf.nn chain (no losses, no Keras): the floor.
+
+    Forward to the deepest layer and back to the image with the weights captured as
+    constants, as a hand-written TF step would do it; our step's excess over this is
+    the cost of the losses, the Gram matrices and anything else of ours.
+    """
+    model = FeatureExtractor(Config().layers, "auto", precision)
+    dtype = tf.bfloat16 if precision == "bfloat16" else tf.float32
+    layers = [
+        (layer.__class__.__name__, [tf.constant(w, dtype) for w in layer.get_weights()])
+        for layer in model.vgg.layers
+    ]
+    image = tf.Variable(np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)), tf.float32)
+
+    @tf.function
+    def value_and_grad():
+        with tf.GradientTape() as tape:
+            x = tf.cast(image, dtype)
+            for kind, params in layers:
+                if kind == "Conv2D":
+                    x = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, params[0], 1, "SAME"), params[1]))
+                elif kind == "MaxPooling2D":
+                    x = tf.nn.max_pool2d(x, 2, 2, "VALID")
+            loss = tf.reduce_sum(tf.cast(x, tf.float32))
+        return loss, tape.gradient(loss, image)
+
+    seconds = _median_seconds(value_and_grad, steps)
+    flops = 2 * conv_flops(model, size, size)
+    return {
+        "size": size,
+        "precision": f"{precision}, plain tf.nn convs only",
+        "s_per_step": seconds,
+        "gflops": flops / seconds / 1e9,
+        "step_gflop": flops / 1e9,
+    }
+
+
+def _median_seconds(fn, steps: int, *args) -> float:
+    fn(*args)[1].numpy()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        fn(*args)[1].numpy()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
 
 
 class Scorer:
@@ -216,6 +258,18 @@ def peak_memory(size: int, precision: str) -> float:
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
 
 
+def cpu_features() -> str:
+    """What the CPU offers the convolutions: AVX-512 and native bfloat16, or not."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(next(line for line in f if line.startswith("flags")).split())
+    except (OSError, StopIteration):
+        return "CPU flags unknown"
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    native = "avx512_bf16" in flags or "amx_bf16" in flags
+    return f"{vector}, bfloat16 {'native (AVX512-BF16/AMX)' if native else 'emulated (slow)'}"
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -252,6 +306,7 @@ def main():
     speeds += [
         step_speed(xla_size, p, 2 if quick else 5, xla=True) for p in ("float32", "bfloat16")
     ]
+    speeds += [plain_step_speed(xla_size, "float32", 2 if quick else 5)]
     for s in speeds:
         print(s, flush=True)
     content = images.load_image(os.path.join(args.images, "boston.jpg"), 1024)
@@ -272,7 +327,8 @@ def write_report(args, peaks, speeds, quality, memory, seconds):
     lines = [
         "# nst_tf benchmarks",
         "",
-        f"Machine: {cpu_model()}, {os.cpu_count()} cores; Python {platform.python_version()}, "
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores, {cpu_features()}; "
+        f"Python {platform.python_version()}, "
         f"TensorFlow {tf.__version__}, NumPy {np.__version__}. "
         f"Run {'--quick ' if args.quick else ''}on {time.strftime('%Y-%m-%d')}, "
         f"{seconds / 60:.1f} min.",
@@ -295,7 +351,7 @@ def write_report(args, peaks, speeds, quality, memory, seconds):
     ]
     base = {s["size"]: s["s_per_step"] for s in speeds if s["precision"] == "float32"}
     for s in speeds:
-        dtype = s["precision"].split()[0]
+        dtype = s["precision"].split()[0].rstrip(",")
         lines.append(
             f"| {s['size']} | {s['precision']} | {s['step_gflop']:.0f} | {s['s_per_step']:.3f} | "
             f"{s['gflops']:.0f} | {100 * s['gflops'] / peaks[dtype]:.0f}% | "

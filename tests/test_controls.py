@@ -192,7 +192,10 @@ def test_wasserstein_loss_matches_scipy():
     assert abs(float(same[0])) < 1e-3
 
 
-def test_wasserstein_style_loss_runs_and_decreases(model):
+def test_wasserstein_style_loss_runs_and_decreases():
+    # The trained network: a random one leaves channels dead at random, which makes the
+    # covariances singular, where the W2 root has no usable gradient and L-BFGS stalls.
+    trained = FeatureExtractor(["block1_conv1", "block2_conv1"])
     config = Config(
         size=64,
         min_size=0,
@@ -204,10 +207,8 @@ def test_wasserstein_style_loss_runs_and_decreases(model):
         **LAYERS,
     )
     history = []
-    # 48x64 px: at 24x32 block2_conv1 has fewer positions than the random network's
-    # live channels, the covariances are singular and the W2 root has no gradient there.
-    images = _image(48, 64), _image(48, 64)
-    stylize_arrays(*images, validate(config), model=model, callbacks=[history.append])
+    images = _image(48, 64), _image(48, 64, low=40, high=200)
+    stylize_arrays(*images, validate(config), model=trained, callbacks=[history.append])
     assert history[-1].losses["style"] < 0.5 * history[0].losses["style"]
 
 
