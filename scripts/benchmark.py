@@ -172,7 +172,8 @@ class Recorder:
         self.overhead += time.perf_counter() - begin
 
 
-def time_to_quality(content, style, quick: bool) -> dict:
+def time_to_quality(content, style, quick: bool, image_prefix: str) -> dict:
+    """Runs the three methods; saves each result as docs/images/<image_prefix>_<method>.jpg."""
     size = 256 if quick else 512
     scorer = Scorer(content, style, size)
     adam_steps = 40 if quick else 1000
@@ -222,7 +223,10 @@ def time_to_quality(content, style, quick: bool) -> dict:
         images.save_image(
             out,
             os.path.join(
-                ROOT, "docs", "images", f"bench_{name.split(',')[0].split(' ')[0].lower()}.jpg"
+                ROOT,
+                "docs",
+                "images",
+                f"{image_prefix}_{name.split(',')[0].split(' ')[0].lower()}.jpg",
             ),
         )
     baseline = results[next(iter(results))]
@@ -311,7 +315,10 @@ def main():
         print(s, flush=True)
     content = images.load_image(os.path.join(args.images, "boston.jpg"), 1024)
     style = images.load_image(os.path.join(args.images, "starry_night_google.jpg"), 1024)
-    quality = time_to_quality(content, style, quick)
+    # The full run's images are referenced by docs/benchmarks.md; other runs get their own.
+    stem = os.path.splitext(os.path.basename(args.out))[0]
+    prefix = "bench" if stem == "benchmarks" else stem
+    quality = time_to_quality(content, style, quick, prefix)
     print(
         {k: (v["wall"], v["final"], v["time_to_target"]) for k, v in quality["methods"].items()},
         flush=True,
