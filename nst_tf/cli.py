@@ -48,6 +48,9 @@ flags.DEFINE_string("normalization", _D.normalization, "mean (size-independent) 
 flags.DEFINE_string("init", _D.init, "content, noise, or the path of an image to start from.")
 flags.DEFINE_integer("seed", _D.seed, "Random seed (noise initialisation).")
 flags.DEFINE_string("precision", _D.precision, "float32, bfloat16, or auto.")
+flags.DEFINE_string(
+    "xla", _D.xla, "Compile the step with XLA: on, off, or auto (on for CPUs without AVX-512)."
+)
 flags.DEFINE_string("logdir", _D.logdir, "TensorBoard log directory; unset = no logging.")
 flags.DEFINE_integer("snapshot_every", _D.snapshot_every, "Steps between image snapshots.")
 flags.DEFINE_integer("log_every", _D.log_every, "Steps between progress lines.")

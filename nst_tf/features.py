@@ -15,14 +15,23 @@ from nst_tf.errors import ConfigError
 IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
 
 
+def _cpu_flags(path: str = "/proc/cpuinfo") -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return set()
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+    return flags
+
+
 def cpu_has_bfloat16() -> bool:
     """Whether the CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX-BF16)."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 def resolve_precision(precision: str) -> str:
@@ -35,6 +44,22 @@ def resolve_precision(precision: str) -> str:
     if tf.config.list_physical_devices("GPU"):
         return "float32"
     return "bfloat16" if cpu_has_bfloat16() else "float32"
+
+
+def resolve_xla(xla: str, deterministic: bool = False) -> bool:
+    """Whether the step is compiled with XLA: "on", "off", or "auto".
+
+    "auto" turns XLA on for CPU-only machines without AVX-512, where it measured 10-14%
+    faster per step (docs/benchmarks.md); on an AVX-512 machine it was 16% slower, and
+    GPUs are unmeasured, so there it stays off. So does it for deterministic runs: XLA
+    has no deterministic max-pool gradient.
+    """
+    if xla != "auto":
+        return xla == "on"
+    if deterministic or tf.config.list_physical_devices("GPU"):
+        return False
+    flags = _cpu_flags()
+    return bool(flags) and "avx512f" not in flags
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from absl import logging
 from nst_tf import checkpoints, color, losses
 from nst_tf.config import Config, layer_downsampling
 from nst_tf.errors import ConfigError, Interrupted, NumericalError
-from nst_tf.features import FeatureExtractor
+from nst_tf.features import FeatureExtractor, resolve_xla
 from nst_tf.images import scaled_shape
 
 
@@ -209,8 +209,8 @@ class Objective:
         return terms
 
 
-def _value_and_grad_fn(objective: Objective, image: tf.Variable) -> Callable:
-    @tf.function
+def _value_and_grad_fn(objective: Objective, image: tf.Variable, xla: bool) -> Callable:
+    @tf.function(jit_compile=xla)
     def value_and_grad(targets):
         with tf.GradientTape() as tape:
             terms = objective(image, targets)
@@ -254,7 +254,9 @@ class _Adam:
         )
         # Creating the slots now, not on the first call, spares tf.function a second trace.
         self.optimizer.build([image])
-        self.value_and_grad = _value_and_grad_fn(objective, image)
+        self.value_and_grad = _value_and_grad_fn(
+            objective, image, resolve_xla(config.xla, config.deterministic)
+        )
 
         @tf.function
         def apply(grad):
@@ -286,9 +288,10 @@ class _Lbfgs:
     """
 
     def __init__(self, objective, image, targets, config):
-        del config
         self.image, self.targets = image, targets
-        self.value_and_grad = _value_and_grad_fn(objective, image)
+        self.value_and_grad = _value_and_grad_fn(
+            objective, image, resolve_xla(config.xla, config.deterministic)
+        )
 
     def state(self) -> dict:
         return {}

@@ -252,7 +252,11 @@ def stylize(config: Config, flags: str = "") -> RunResult:
     # in a fraction of a second, without TensorFlow's start-up messages.
     with _quiet_stderr():
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from nst_tf.features import FeatureExtractor  # pylint: disable=import-outside-toplevel
+    from nst_tf.features import (  # pylint: disable=import-outside-toplevel
+        FeatureExtractor,
+        resolve_precision,
+        resolve_xla,
+    )
     from nst_tf.monitoring import Monitor, Trace, run_name  # pylint: disable=C0415
     from nst_tf.optimize import stylize_arrays  # pylint: disable=import-outside-toplevel
 
@@ -260,6 +264,11 @@ def stylize(config: Config, flags: str = "") -> RunResult:
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     model = FeatureExtractor(config.layers, source.path, config.precision, config.pooling)
+    logging.info(
+        "VGG19 in %s, step compiled %s",
+        resolve_precision(config.precision),
+        "with XLA" if resolve_xla(config.xla, config.deterministic) else "without XLA",
+    )
     monitor = Monitor(config.logdir, config.snapshot_every, run_name(config.content, config.style))
     if monitor.run_dir:
         logging.info(

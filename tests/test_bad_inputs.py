@@ -226,6 +226,14 @@ def test_negative_style_layer_weight(d):
     refuse(d, "--style_layer_weights", "-1", style_layer_weights="1,1,-1,1,1")
 
 
+def test_unknown_xla_mode(d):
+    refuse(d, "--xla='maybe'", "choose auto, on, off", xla="maybe")
+
+
+def test_xla_on_with_deterministic(d):
+    refuse(d, "--xla=on cannot be combined with --deterministic", xla="on", deterministic="true")
+
+
 # --- weights files (fail once TensorFlow is loaded: a few seconds each) -----------------------
 
 

@@ -25,6 +25,7 @@ from nst_tf.config import (
     OPTIMIZERS,
     PRECISIONS,
     VGG19_CONV_LAYERS,
+    XLA_MODES,
     Config,
     validate,
 )
@@ -35,7 +36,7 @@ SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[Heal
 
 # --- random values of every kind --------------------------------------------------------------
 
-KEYWORDS = (*OPTIMIZERS, *NORMALIZATIONS, *PRECISIONS, *INIT_KEYWORDS, "download", "")
+KEYWORDS = (*OPTIMIZERS, *NORMALIZATIONS, *PRECISIONS, *XLA_MODES, *INIT_KEYWORDS, "download", "")
 any_text = st.one_of(
     st.text(max_size=20),
     # Lone surrogates and NUL cannot be encoded as a file name.
@@ -137,6 +138,7 @@ layer_lists = st.lists(st.sampled_from(VGG19_CONV_LAYERS), min_size=1, max_size=
 @st.composite
 def good_configs(draw):
     style_layers = draw(layer_lists)
+    deterministic = draw(st.booleans())
     layer_weights = draw(
         st.one_of(
             st.just(()),
@@ -177,7 +179,9 @@ def good_configs(draw):
         "checkpoint_every": draw(st.integers(0, 10**6)),
         "checkpoint_dir": draw(st.one_of(st.none(), file_name)),
         "resume": draw(st.booleans()),
-        "deterministic": draw(st.booleans()),
+        "deterministic": deterministic,
+        # XLA has no deterministic max-pool gradient: "on" is refused with determinism.
+        "xla": draw(st.sampled_from(("auto", "off") if deterministic else XLA_MODES)),
     }
     # Fields this file does not know yet keep their defaults.
     return Config(**{name: value for name, value in good.items() if name in FIELDS})

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from nst_tf import features
 from nst_tf.errors import ConfigError
 from nst_tf.features import IMAGENET_MEAN_BGR, FeatureExtractor
 
@@ -85,3 +86,44 @@ def test_bfloat16_precision_outputs_float32_close_to_float32():
     assert b.dtype == np.float32
     assert np.abs(a - b).max() <= 0.05 * np.abs(a).max()
     assert keras.config.dtype_policy().name == "float32"  # global policy restored
+
+
+CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+flags\t\t: fpu sse2 avx avx2 fma{extra}
+bogomips\t: 4890.80
+
+processor\t: 1
+flags\t\t: fpu sse2 avx avx2 fma{extra}
+"""
+
+
+@pytest.mark.parametrize(
+    "extra, bf16, xla_auto",
+    [
+        ("", False, True),  # AVX2 only: XLA measured faster, bfloat16 emulated
+        (" avx512f avx512bw", False, False),
+        (" avx512f avx512_bf16", True, False),
+        (" avx512f amx_bf16", True, False),
+    ],
+)
+def test_cpu_features_choose_precision_and_xla(tmp_path, monkeypatch, extra, bf16, xla_auto):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(CPUINFO.format(extra=extra))
+    flags = features._cpu_flags(str(cpuinfo))
+    assert ("avx512f" in flags) == ("avx512f" in extra)
+    assert {"avx2", "fma"} <= flags and "flags" not in flags and "bogomips" not in flags
+    monkeypatch.setattr(features, "_cpu_flags", lambda: flags)
+    assert features.cpu_has_bfloat16() is bf16
+    assert features.resolve_precision("auto") == ("bfloat16" if bf16 else "float32")
+    assert features.resolve_xla("auto") is xla_auto
+    assert features.resolve_xla("auto", deterministic=True) is False
+    assert features.resolve_xla("on") is True
+    assert features.resolve_xla("off") is False
+
+
+def test_without_cpuinfo_xla_and_bfloat16_stay_off(tmp_path, monkeypatch):
+    assert features._cpu_flags(str(tmp_path / "missing")) == set()
+    monkeypatch.setattr(features, "_cpu_flags", lambda: set())
+    assert features.resolve_xla("auto") is False
+    assert features.resolve_precision("auto") == "float32"
