@@ -15,7 +15,7 @@ from nst_tf.errors import ConfigError
 IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
 
 
-def _cpu_flags(path: str = "/proc/cpuinfo") -> set[str]:
+def cpu_flags(path: str = "/proc/cpuinfo") -> set[str]:
     """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
     try:
         with open(path, encoding="ascii", errors="replace") as f:
@@ -31,7 +31,7 @@ def _cpu_flags(path: str = "/proc/cpuinfo") -> set[str]:
 
 def cpu_has_bfloat16() -> bool:
     """Whether the CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX-BF16)."""
-    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 def resolve_precision(precision: str) -> str:
@@ -58,7 +58,7 @@ def resolve_xla(xla: str, deterministic: bool = False) -> bool:
         return xla == "on"
     if deterministic or tf.config.list_physical_devices("GPU"):
         return False
-    flags = _cpu_flags()
+    flags = cpu_flags()
     return bool(flags) and "avx512f" not in flags
 
 

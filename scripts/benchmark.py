@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from nst_tf import images  # noqa: E402
+from nst_tf import features, images  # noqa: E402
 from nst_tf.config import Config  # noqa: E402
 from nst_tf.features import FeatureExtractor  # noqa: E402
 from nst_tf.optimize import Objective, resize_images, stylize_arrays  # noqa: E402
@@ -263,15 +263,17 @@ def peak_memory(size: int, precision: str) -> float:
 
 
 def cpu_features() -> str:
-    """What the CPU offers the convolutions: AVX-512 and native bfloat16, or not."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = set(next(line for line in f if line.startswith("flags")).split())
-    except (OSError, StopIteration):
+    """What the CPU offers the convolutions, and what the default run picks for it."""
+    flags = features.cpu_flags()
+    if not flags:
         return "CPU flags unknown"
     vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    native = "avx512_bf16" in flags or "amx_bf16" in flags
-    return f"{vector}, bfloat16 {'native (AVX512-BF16/AMX)' if native else 'emulated (slow)'}"
+    native = features.cpu_has_bfloat16()
+    return (
+        f"{vector}, bfloat16 {'native (AVX512-BF16/AMX)' if native else 'emulated (slow)'}; "
+        f"the default run uses {features.resolve_precision('auto')}, "
+        f"{'with' if features.resolve_xla('auto') else 'without'} XLA"
+    )
 
 
 def cpu_model() -> str:

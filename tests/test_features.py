@@ -110,10 +110,10 @@ flags\t\t: fpu sse2 avx avx2 fma{extra}
 def test_cpu_features_choose_precision_and_xla(tmp_path, monkeypatch, extra, bf16, xla_auto):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(CPUINFO.format(extra=extra))
-    flags = features._cpu_flags(str(cpuinfo))
+    flags = features.cpu_flags(str(cpuinfo))
     assert ("avx512f" in flags) == ("avx512f" in extra)
     assert {"avx2", "fma"} <= flags and "flags" not in flags and "bogomips" not in flags
-    monkeypatch.setattr(features, "_cpu_flags", lambda: flags)
+    monkeypatch.setattr(features, "cpu_flags", lambda: flags)
     assert features.cpu_has_bfloat16() is bf16
     assert features.resolve_precision("auto") == ("bfloat16" if bf16 else "float32")
     assert features.resolve_xla("auto") is xla_auto
@@ -123,7 +123,7 @@ def test_cpu_features_choose_precision_and_xla(tmp_path, monkeypatch, extra, bf1
 
 
 def test_without_cpuinfo_xla_and_bfloat16_stay_off(tmp_path, monkeypatch):
-    assert features._cpu_flags(str(tmp_path / "missing")) == set()
-    monkeypatch.setattr(features, "_cpu_flags", lambda: set())
+    assert features.cpu_flags(str(tmp_path / "missing")) == set()
+    monkeypatch.setattr(features, "cpu_flags", lambda: set())
     assert features.resolve_xla("auto") is False
     assert features.resolve_precision("auto") == "float32"
