@@ -36,6 +36,7 @@ flags.DEFINE_integer("coarse_steps", _D.coarse_steps, "Optimiser iterations at e
 flags.DEFINE_string("optimizer", _D.optimizer, f"One of {', '.join(OPTIMIZERS)}.")
 flags.DEFINE_float("learning_rate", _D.learning_rate, "Adam step size in pixel units (0..255).")
 flags.DEFINE_float("adam_beta1", _D.adam_beta1, "Adam's first-moment decay.")
+flags.DEFINE_float("adam_beta2", _D.adam_beta2, "Adam's second-moment decay.")
 flags.DEFINE_float("content_weight", _D.content_weight, "Weight of the content loss.")
 flags.DEFINE_float("style_weight", _D.style_weight, "Weight of the style loss.")
 flags.DEFINE_float("tv_weight", _D.tv_weight, "Weight of the total-variation loss.")

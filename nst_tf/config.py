@@ -64,6 +64,7 @@ class Config:
         optimizer: "lbfgs" (SciPy L-BFGS-B within pixel bounds) or "adam".
         learning_rate: Adam step size, in pixel units (0..255).
         adam_beta1: Adam's first-moment decay (the TF tutorial uses 0.99).
+        adam_beta2: Adam's second-moment decay (the TF tutorial uses Keras's 0.999).
         content_weight: Weight of the content loss.
         style_weight: Weight of the (layer-weighted) style loss.
         tv_weight: Weight of the total-variation loss.
@@ -120,6 +121,7 @@ class Config:
     optimizer: str = "lbfgs"
     learning_rate: float = 2.0
     adam_beta1: float = 0.9
+    adam_beta2: float = 0.99
     content_weight: float = 1.0
     style_weight: float = 1e-3
     tv_weight: float = 0.0
@@ -246,6 +248,7 @@ _INT_SETTINGS = (
 _REAL_SETTINGS = (
     "learning_rate",
     "adam_beta1",
+    "adam_beta2",
     "content_weight",
     "style_weight",
     "tv_weight",
@@ -349,6 +352,8 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"--learning_rate must be a positive number, got {config.learning_rate}")
     if not 0 <= config.adam_beta1 < 1:
         raise ConfigError(f"--adam_beta1 must be in [0, 1), got {config.adam_beta1}")
+    if not 0 <= config.adam_beta2 < 1:
+        raise ConfigError(f"--adam_beta2 must be in [0, 1), got {config.adam_beta2}")
     for flag in ("content_weight", "style_weight", "tv_weight"):
         _check_weight(flag, getattr(config, flag))
     _check_layers("content_layers", config.content_layers)

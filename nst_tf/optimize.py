@@ -249,7 +249,7 @@ class _Adam:
         self.optimizer = keras.optimizers.Adam(
             learning_rate=float(config.learning_rate),
             beta_1=float(config.adam_beta1),
-            beta_2=0.99,
+            beta_2=float(config.adam_beta2),
             epsilon=1e-8,
         )
         # Creating the slots now, not on the first call, spares tf.function a second trace.

@@ -112,6 +112,7 @@ def assert_documented_constraints(config: Config) -> None:
     assert isinstance(config.learning_rate, numbers.Real)
     assert math.isfinite(config.learning_rate) and config.learning_rate > 0
     assert isinstance(config.adam_beta1, numbers.Real) and 0 <= config.adam_beta1 < 1
+    assert isinstance(config.adam_beta2, numbers.Real) and 0 <= config.adam_beta2 < 1
     for name in ("content_weight", "style_weight", "tv_weight"):
         assert _is_weight(getattr(config, name)), name
     for layers in (config.content_layers, config.style_layers):
@@ -162,6 +163,7 @@ def good_configs(draw):
             st.floats(min_value=0, exclude_min=True, allow_nan=False, allow_infinity=False)
         ),
         "adam_beta1": draw(st.floats(min_value=0, max_value=1, exclude_max=True)),
+        "adam_beta2": draw(st.floats(min_value=0, max_value=1, exclude_max=True)),
         "content_weight": draw(finite_weight),
         "style_weight": draw(finite_weight),
         "tv_weight": draw(finite_weight),
@@ -243,6 +245,7 @@ BAD_VALUES = {
     "seed": [1.5, "0", None],
     "learning_rate": [0, -2.0, math.nan, math.inf, "2", None],
     "adam_beta1": [1, 1.5, -0.1, math.nan, "0.9"],
+    "adam_beta2": [1, -0.5, math.inf, math.nan, "0.999"],
     "content_weight": [-1, math.nan, math.inf, -math.inf, "1", None],
     "style_weight": [-1e-3, math.nan, np.float32("nan")],
     "tv_weight": [-0.1, math.inf],

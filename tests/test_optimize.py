@@ -46,7 +46,7 @@ def test_objective_applies_each_weight_once(model):
         style_weight=3.0,
         tv_weight=5.0,
         style_layer_weights=(0.5, 4.0),
-        **LAYERS
+        **LAYERS,
     )
     objective = Objective(model, config)
     content, style = _images()
@@ -85,7 +85,7 @@ def test_optimisers_reduce_the_loss_and_keep_pixels_in_range(model, optimizer):
         steps=15,
         learning_rate=5.0,
         init="noise",
-        **LAYERS
+        **LAYERS,
     )
     history = []
     result = stylize_arrays(content, style, config, model=model, callbacks=[history.append])
@@ -196,3 +196,36 @@ def test_model_weights_do_not_change_during_a_run(model):
     )
     for old, new in zip(before, model.get_weights(), strict=True):
         np.testing.assert_array_equal(old, new)
+
+
+@pytest.mark.parametrize("beta2", [0.5, 0.999])
+def test_adam_steps_follow_a_numpy_adam(model, beta2):
+    content, _ = _images(32, 32)
+    style = RNG.uniform(0, 255, (32, 32, 3)).astype(np.float32)  # used at its own size
+    config = Config(
+        size=32,
+        min_size=0,
+        steps=3,
+        optimizer="adam",
+        learning_rate=2.0,
+        adam_beta1=0.8,
+        adam_beta2=beta2,
+        xla="off",
+        **LAYERS,
+    )
+    result = stylize_arrays(content, style, config, model=model)
+    objective = Objective(model, config)
+    targets = objective.targets(content[None], style[None])
+    x = content[None].astype(np.float64)
+    m = v = 0.0
+    for t in range(1, 4):
+        image = tf.Variable(x.astype(np.float32))
+        with tf.GradientTape() as tape:
+            total = objective(image, targets)["total"]
+        g = tape.gradient(total, image).numpy().astype(np.float64)
+        m = 0.8 * m + 0.2 * g
+        v = beta2 * v + (1 - beta2) * g * g
+        step = 2.0 * np.sqrt(1 - beta2**t) / (1 - 0.8**t)
+        x = np.clip(x - step * m / (np.sqrt(v) + 1e-8), 0, 255)
+    np.testing.assert_allclose(result, x[0], atol=2e-3)
+    assert np.abs(result - content).max() > 1.0
