@@ -209,8 +209,8 @@ class Objective:
         return terms
 
 
-def _value_and_grad_fn(objective: Objective, image: tf.Variable, xla: bool) -> Callable:
-    @tf.function(jit_compile=xla)
+def _value_and_grad_fn(objective: Objective, image: tf.Variable, config: Config) -> Callable:
+    @tf.function(jit_compile=resolve_xla(config.xla, config.deterministic))
     def value_and_grad(targets):
         with tf.GradientTape() as tape:
             terms = objective(image, targets)
@@ -254,9 +254,7 @@ class _Adam:
         )
         # Creating the slots now, not on the first call, spares tf.function a second trace.
         self.optimizer.build([image])
-        self.value_and_grad = _value_and_grad_fn(
-            objective, image, resolve_xla(config.xla, config.deterministic)
-        )
+        self.value_and_grad = _value_and_grad_fn(objective, image, config)
 
         @tf.function
         def apply(grad):
@@ -289,9 +287,7 @@ class _Lbfgs:
 
     def __init__(self, objective, image, targets, config):
         self.image, self.targets = image, targets
-        self.value_and_grad = _value_and_grad_fn(
-            objective, image, resolve_xla(config.xla, config.deterministic)
-        )
+        self.value_and_grad = _value_and_grad_fn(objective, image, config)
 
     def state(self) -> dict:
         return {}
