@@ -116,7 +116,7 @@ class Config:
     output: str = "stylized.png"
     size: int = 512
     min_size: int = 256
-    steps: int = 60
+    steps: int = 80
     coarse_steps: int = 60
     optimizer: str = "lbfgs"
     learning_rate: float = 2.0
