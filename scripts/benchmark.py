@@ -1,7 +1,7 @@
 """Measures nst_tf's speed, time-to-quality and memory on this machine; writes docs/benchmarks.md.
 
-    python scripts/benchmark.py            # full run (about an hour on 2 cores)
-    python scripts/benchmark.py --quick    # a smoke run in under 2 minutes
+    python scripts/benchmark.py            # full run (about 50 min on 2 AVX-512 cores)
+    python scripts/benchmark.py --quick    # smoke run: 1.5 min there, 6 min on AVX2
 
 (a) float32 and bfloat16 matmul peak; (b) s/step and achieved GFLOP/s of our compiled
 step (VGG19 conv FLOPs, forward plus input gradient) at 256/512/1024 px; (c) wall time
