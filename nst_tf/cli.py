@@ -34,6 +34,11 @@ flags.DEFINE_integer(
 flags.DEFINE_integer("steps", _D.steps, "Optimiser iterations at the final scale.")
 flags.DEFINE_integer("coarse_steps", _D.coarse_steps, "Optimiser iterations at each earlier scale.")
 flags.DEFINE_string("optimizer", _D.optimizer, f"One of {', '.join(OPTIMIZERS)}.")
+flags.DEFINE_integer(
+    "lbfgs_memory",
+    _D.lbfgs_memory,
+    "Curvature pairs L-BFGS keeps (8 bytes per pixel channel each).",
+)
 flags.DEFINE_float("learning_rate", _D.learning_rate, "Adam step size in pixel units (0..255).")
 flags.DEFINE_float("adam_beta1", _D.adam_beta1, "Adam's first-moment decay.")
 flags.DEFINE_float("adam_beta2", _D.adam_beta2, "Adam's second-moment decay.")

@@ -31,7 +31,7 @@ VGG19_CONV_LAYERS = (
     "block5_conv4",
 )
 
-OPTIMIZERS = ("lbfgs", "adam")
+OPTIMIZERS = ("lbfgs", "adam", "lbfgs_scipy")
 NORMALIZATIONS = ("mean", "course")
 PRECISIONS = ("auto", "float32", "bfloat16")
 XLA_MODES = ("auto", "on", "off")
@@ -61,7 +61,10 @@ class Config:
             sqrt(2) larger up to `size`. 0 (or >= size) runs a single scale.
         steps: Optimiser iterations at the final scale.
         coarse_steps: Optimiser iterations at each earlier scale.
-        optimizer: "lbfgs" (SciPy L-BFGS-B within pixel bounds) or "adam".
+        optimizer: "lbfgs" (L-BFGS within the pixel bounds, run in TensorFlow), "adam",
+            or "lbfgs_scipy" (SciPy's L-BFGS-B: the same method, slower per step).
+        lbfgs_memory: Curvature pairs L-BFGS keeps; each costs 8 bytes per pixel
+            channel (2 x 4 bytes), so 50 pairs at 1024x683 px hold 840 MB.
         learning_rate: Adam step size, in pixel units (0..255).
         adam_beta1: Adam's first-moment decay (the TF tutorial uses 0.99).
         adam_beta2: Adam's second-moment decay (the TF tutorial uses Keras's 0.999).
@@ -119,6 +122,7 @@ class Config:
     steps: int = 80
     coarse_steps: int = 60
     optimizer: str = "lbfgs"
+    lbfgs_memory: int = 50
     learning_rate: float = 2.0
     adam_beta1: float = 0.9
     adam_beta2: float = 0.99
@@ -240,6 +244,7 @@ _INT_SETTINGS = (
     "min_size",
     "steps",
     "coarse_steps",
+    "lbfgs_memory",
     "seed",
     "snapshot_every",
     "log_every",
@@ -352,6 +357,8 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"--learning_rate must be a positive number, got {config.learning_rate}")
     if not 0 <= config.adam_beta1 < 1:
         raise ConfigError(f"--adam_beta1 must be in [0, 1), got {config.adam_beta1}")
+    if config.lbfgs_memory < 1:
+        raise ConfigError(f"--lbfgs_memory must be at least 1 pair, got {config.lbfgs_memory}")
     if not 0 <= config.adam_beta2 < 1:
         raise ConfigError(f"--adam_beta2 must be in [0, 1), got {config.adam_beta2}")
     for flag in ("content_weight", "style_weight", "tv_weight"):

@@ -1,0 +1,209 @@
+"""Limited-memory BFGS inside a box, run in TensorFlow next to the step it drives.
+
+SciPy's L-BFGS-B is the reference, but at image sizes its single-threaded float64
+bookkeeping is a large share of a step. At 512x342 px (525k variables) on an AVX2
+2-core machine it costs 0.22 s per iteration with 20 curvature pairs and 0.45 s with
+50, and about 4 s to set up each minimisation (a Python loop over the bounds). A
+bfloat16 step on an AVX-512 machine takes about 0.9 s.
+
+Here the history lives in float32 tf.Variables and the search direction is formed in
+the compact representation of Byrd, Nocedal and Schnabel (1994): four matrix-vector
+passes over the history, and 2m x 2m algebra in float64. It is restricted to the
+variables free to move (those not held at a bound by their gradient), and each trial
+point is projected back into the box. That is a projected quasi-Newton method in the
+style of Kim, Sra and Dhillon (2010), with an Armijo backtracking line search.
+
+The three small functions are XLA-compiled, which turns the history update into an
+in-place slice write. The same machine then takes 0.04 s per iteration with 20 pairs
+and 0.06 s with 50. Only the scalars the line search needs cross to the host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import tensorflow as tf
+
+# Armijo's sufficient-decrease constant and the line search's evaluation budget.
+_C1 = 1e-4
+_MAX_TRIALS = 20
+
+
+class BoxLbfgs:
+    """Minimises f(x) over lower <= x <= upper for a float32 tf.Variable x.
+
+    Each run() starts from the variable's value with an empty history, so the variable
+    alone is the optimiser's state between runs.
+
+    Args:
+        variable: The tf.Variable to optimise, any shape; it must start inside the box.
+        value_and_grad: Callable returning (terms, gradient) at the variable's current
+            value, where terms["total"] is the scalar to minimise.
+        memory: Number of curvature pairs kept (the history size).
+        lower: Lower bound of every element.
+        upper: Upper bound of every element.
+    """
+
+    def __init__(
+        self,
+        variable: tf.Variable,
+        value_and_grad: Callable,
+        memory: int = 50,
+        lower: float = 0.0,
+        upper: float = 255.0,
+    ):
+        self.variable, self.value_and_grad = variable, value_and_grad
+        self.memory, self.lower, self.upper = memory, lower, upper
+        size = int(tf.size(variable))
+        self._s = tf.Variable(tf.zeros([memory, size]), trainable=False, name="lbfgs_s")
+        self._y = tf.Variable(tf.zeros([memory, size]), trainable=False, name="lbfgs_y")
+        # Inner products of the stored pairs, by slot: s_i.y_j and y_i.y_j.
+        self._sy = tf.Variable(tf.zeros([memory, memory]), trainable=False, name="lbfgs_sy")
+        self._yy = tf.Variable(tf.zeros([memory, memory]), trainable=False, name="lbfgs_yy")
+        self._head = tf.Variable(0, trainable=False, name="lbfgs_head")  # next slot
+        self._count = tf.Variable(0, trainable=False, name="lbfgs_count")
+        self._gamma = tf.Variable(1.0, trainable=False, name="lbfgs_gamma")
+
+    def reset(self) -> None:
+        """Forgets the curvature history."""
+        self._head.assign(0)
+        self._count.assign(0)
+        self._gamma.assign(1.0)
+
+    @tf.function(jit_compile=True)
+    def _direction(self, x: tf.Tensor, g: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """The quasi-Newton direction over the free variables, and its slope g.d.
+
+        H g is formed in the compact representation of Byrd, Nocedal and Schnabel
+        (1994): four passes over the history as matrix-vector products, and a little
+        2m x 2m algebra in float64.
+        """
+        blocked = ((x <= self.lower) & (g > 0)) | ((x >= self.upper) & (g < 0))
+        q = tf.reshape(tf.where(blocked, 0.0, g), [-1])
+        m = self.memory
+        # Slots in time order, oldest first; slots not yet filled are masked out.
+        oldest = tf.where(self._count < m, 0, self._head)
+        order = (oldest + tf.range(m)) % m
+        valid = tf.cast(tf.range(m) < self._count, tf.float64)
+        both = valid[:, None] * valid[None, :]
+        sy = tf.cast(tf.gather(tf.gather(self._sy, order), order, axis=1), tf.float64)
+        yy = tf.cast(tf.gather(tf.gather(self._yy, order), order, axis=1), tf.float64)
+        gamma = tf.cast(self._gamma, tf.float64)
+        a = tf.cast(tf.gather(tf.linalg.matvec(self._s, q), order), tf.float64) * valid
+        b = tf.cast(tf.gather(tf.linalg.matvec(self._y, q), order), tf.float64) * valid
+        r = tf.linalg.band_part(sy, 0, -1) * both + tf.linalg.diag(1.0 - valid)
+        w = tf.linalg.diag(tf.linalg.diag_part(sy) * valid) + gamma * yy * both
+        u = tf.linalg.triangular_solve(r, a[:, None], lower=False)
+        p = tf.linalg.triangular_solve(r, w @ u - gamma * b[:, None], lower=False, adjoint=True)
+        # Back to slot order: slot order[k] holds time-ordered entry k.
+        slots = tf.argsort(order)
+        p = tf.cast(tf.gather(p[:, 0], slots), tf.float32)
+        u = tf.cast(tf.gather(u[:, 0], slots), tf.float32)
+        hq = (
+            self._gamma * q
+            + tf.linalg.matvec(self._s, p, transpose_a=True)
+            - self._gamma * tf.linalg.matvec(self._y, u, transpose_a=True)
+        )
+        d = tf.where(blocked, 0.0, -tf.reshape(hq, tf.shape(g)))
+        slope = tf.reduce_sum(g * d)
+        # Not a descent direction (a stale history at the bounds): use the gradient.
+        steepest = -tf.where(blocked, 0.0, g)
+        use_steepest = slope >= 0.0
+        d = tf.cond(use_steepest, lambda: steepest, lambda: d)
+        slope = tf.cond(use_steepest, lambda: tf.reduce_sum(g * steepest), lambda: slope)
+        return d, slope
+
+    @tf.function(jit_compile=True)
+    def _trial(self, x: tf.Tensor, d: tf.Tensor, step: tf.Tensor, g: tf.Tensor):
+        """Moves the variable to the projected point x + step * d; returns g.(x_new - x)."""
+        x_new = tf.clip_by_value(x + step * d, self.lower, self.upper)
+        self.variable.assign(x_new)
+        return tf.reduce_sum(g * (x_new - x)), tf.reduce_max(tf.abs(x_new - x))
+
+    @tf.function(jit_compile=True)
+    def _update(self, x: tf.Tensor, x_new: tf.Tensor, g: tf.Tensor, g_new: tf.Tensor):
+        """Stores the pair (x_new - x, g_new - g) if it has positive curvature."""
+        s, y = tf.reshape(x_new - x, [-1]), tf.reshape(g_new - g, [-1])
+        sy, yy = tf.reduce_sum(s * y), tf.reduce_sum(y * y)
+        if sy > 1e-10 * yy:
+            k = self._head
+            # A whole new value, not scatter_update or a sliced assign: those switch the
+            # variable to copy-on-read, and every later matvec would copy the history.
+            self._s.assign(tf.tensor_scatter_nd_update(self._s, k[None, None], s[None]))
+            self._y.assign(tf.tensor_scatter_nd_update(self._y, k[None, None], y[None]))
+            s_y = tf.linalg.matvec(self._s, y)  # s_i.y_new, the new column
+            y_s = tf.linalg.matvec(self._y, s)  # s_new.y_j, the new row
+            y_y = tf.linalg.matvec(self._y, y)
+            row = (tf.range(self.memory) == k)[:, None]
+            column = tf.transpose(row)
+            self._sy.assign(tf.where(column, s_y[:, None], tf.where(row, y_s[None], self._sy)))
+            self._yy.assign(tf.where(column, y_y[:, None], tf.where(row, y_y[None], self._yy)))
+            self._head.assign((k + 1) % self.memory)
+            self._count.assign(tf.minimum(self._count + 1, self.memory))
+            self._gamma.assign(sy / yy)
+
+    def run(
+        self,
+        steps: int,
+        on_step: Callable,
+        check: Callable[[dict], None] = lambda terms: None,
+    ) -> int:
+        """Runs up to `steps` iterations from the variable's current value.
+
+        Args:
+            steps: Iterations to run; fewer if no step along the search direction
+                lowers f (a minimum within the box, up to float32 precision).
+            on_step: Called after every iteration with (terms, g) at the new point.
+            check: Called with the terms of every evaluation; raising there stops the
+                run with the variable at the last accepted point.
+
+        Returns:
+            The number of iterations run.
+        """
+        self.reset()
+        variable = self.variable
+        x = tf.identity(variable)
+        terms, g = self.value_and_grad()
+        self._checked(check, terms, x)
+        f = float(terms["total"])
+        for iteration in range(steps):
+            d, slope = self._direction(x, g)
+            slope = float(slope)
+            if not slope < 0.0:
+                return iteration  # no descent direction: every free gradient is zero
+            if iteration == 0:
+                # No curvature yet: a first step that moves the largest pixel by one unit.
+                step = 1.0 / max(float(tf.reduce_max(tf.abs(d))), 1e-30)
+            else:
+                step = 1.0
+            accepted = False
+            for _ in range(_MAX_TRIALS):
+                decrease, moved = self._trial(x, d, tf.constant(step, tf.float32), g)
+                if float(moved) == 0.0:
+                    break
+                new_terms, g_new = self.value_and_grad()
+                self._checked(check, new_terms, x)
+                f_new = float(new_terms["total"])
+                if f_new <= f + _C1 * float(decrease):
+                    accepted = True
+                    break
+                # Backtrack to the minimiser of the quadratic through f, slope and f_new,
+                # kept within [0.1, 0.5] of the step.
+                curve = f_new - f - slope * step
+                guess = -slope * step * step / (2.0 * curve) if curve > 0 else 0.5 * step
+                step = min(max(guess, 0.1 * step), 0.5 * step)
+            if not accepted:
+                variable.assign(x)
+                return iteration
+            x_new = tf.identity(variable)
+            self._update(x, x_new, g, g_new)
+            x, g, f, terms = x_new, g_new, f_new, new_terms
+            on_step(terms, g)
+        return steps
+
+    def _checked(self, check, terms, x) -> None:
+        try:
+            check(terms)
+        except Exception:
+            self.variable.assign(x)
+            raise
