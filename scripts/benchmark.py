@@ -7,7 +7,8 @@
 step (VGG19 conv FLOPs, forward plus input gradient) at 256/512/1024 px; (c) wall time
 each method needs to reach the objective value that 1000 single-scale Adam steps with the
 TF tutorial's settings reach, all scored with one fixed float32 objective on the full-size
-512 px image; (d) peak resident memory of a run per size (a fresh process each).
+512 px image; (d) peak resident memory of a run per size (a fresh process each); (e) the
+time L-BFGS itself adds to each step, ours against SciPy's L-BFGS-B.
 """
 
 from __future__ import annotations
@@ -265,6 +266,77 @@ def time_to_quality(content, style, quick: bool, image_prefix: str) -> dict:
     return {"target": target, "size": size, "methods": results}
 
 
+def lbfgs_overhead(height: int, width: int, memory: int, iterations: int) -> dict:
+    """Seconds per iteration L-BFGS spends outside the objective: ours against SciPy's.
+
+    The objective is a cheap bounded quadratic over an image-sized variable, and the
+    time spent evaluating it is subtracted, leaving each optimiser's own bookkeeping.
+    """
+    import scipy.optimize
+
+    from nst_tf.lbfgs import BoxLbfgs
+
+    rng = np.random.default_rng(0)
+    shape = (1, height, width, 3)
+    start = rng.uniform(0, 255, shape).astype(np.float32)
+    centre = rng.uniform(-30, 285, shape).astype(np.float32)  # some pixels end at a bound
+    scale = np.exp(rng.uniform(-6, 3, shape)).astype(np.float32)  # ill-conditioned
+    spent = {"ours": 0.0, "scipy": 0.0}
+    x = tf.Variable(start)
+    c, d = tf.constant(centre), tf.constant(scale)
+
+    @tf.function
+    def value_and_grad():
+        r = x - c
+        return {"total": tf.reduce_sum(d * r * r)}, 2 * d * r
+
+    def timed_tf():
+        begin = time.perf_counter()
+        terms, grad = value_and_grad()
+        float(terms["total"])
+        spent["ours"] += time.perf_counter() - begin
+        return terms, grad
+
+    minimizer = BoxLbfgs(x, timed_tf, memory=memory)
+    minimizer.run(2, lambda *a: None)  # compile
+    x.assign(start)
+    spent["ours"] = 0.0
+    begin = time.perf_counter()
+    ours_iterations = minimizer.run(iterations, lambda *a: None)
+    ours = (time.perf_counter() - begin - spent["ours"]) / ours_iterations
+
+    c64, d64 = centre.ravel().astype(np.float64), scale.ravel().astype(np.float64)
+    first = []
+
+    def fun(v):
+        begin = time.perf_counter()
+        first.append(begin)
+        r = v - c64
+        out = float((d64 * r * r).sum()), 2 * d64 * r
+        spent["scipy"] += time.perf_counter() - begin
+        return out
+
+    begin = time.perf_counter()
+    result = scipy.optimize.minimize(
+        fun,
+        start.ravel().astype(np.float64),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=scipy.optimize.Bounds(0.0, 255.0),
+        options={"maxiter": iterations, "maxcor": memory, "ftol": 0.0, "gtol": 0.0},
+    )
+    total = time.perf_counter() - begin
+    setup = first[0] - begin
+    scipy_per = (total - setup - spent["scipy"]) / result.nit
+    return {
+        "size": f"{width}x{height}",
+        "memory": memory,
+        "ours": ours,
+        "scipy": scipy_per,
+        "scipy_setup": setup,
+    }
+
+
 def memory_probe(size: int, precision: str) -> None:
     """Runs 3 steps at one size in this process and prints peak RSS (MiB) as JSON."""
     rng = np.random.default_rng(0)
@@ -340,6 +412,12 @@ def main():
     speeds += [plain_step_speed(xla_size, "float32", 2 if quick else 5)]
     for s in speeds:
         print(s, flush=True)
+    overhead = [
+        lbfgs_overhead(*((171, 256) if quick else (342, 512)), memory, 10 if quick else 40)
+        for memory in (20, 50)
+    ]
+    for o in overhead:
+        print(o, flush=True)
     content = images.load_image(os.path.join(args.images, "boston.jpg"), 1024)
     style = images.load_image(os.path.join(args.images, "starry_night_google.jpg"), 1024)
     # The full run's images are referenced by docs/benchmarks.md; other runs get their own.
@@ -354,10 +432,10 @@ def main():
         s: {p: peak_memory(s, p) for p in ("float32", "bfloat16")}
         for s in ([256] if quick else [256, 512, 1024])
     }
-    write_report(args, peaks, speeds, quality, memory, time.time() - started)
+    write_report(args, peaks, speeds, overhead, quality, memory, time.time() - started)
 
 
-def write_report(args, peaks, speeds, quality, memory, seconds):
+def write_report(args, peaks, speeds, overhead, quality, memory, seconds):
     lines = [
         "# nst_tf benchmarks",
         "",
@@ -391,6 +469,22 @@ def write_report(args, peaks, speeds, quality, memory, seconds):
             f"{s['gflops']:.0f} | {100 * s['gflops'] / peaks[dtype]:.0f}% | "
             f"{base[s['size']] / s['s_per_step']:.2f}x |"
         )
+    lines += [
+        "",
+        "## L-BFGS's own time per iteration (outside the objective)",
+        "",
+        "A cheap bounded quadratic over an image-sized variable, its evaluation time "
+        "subtracted: what each optimiser adds to every step.",
+        "",
+        "| image | pairs kept | ours (TensorFlow, XLA) ms | SciPy L-BFGS-B ms "
+        "| SciPy set-up per minimisation (s) |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {o['size']} | {o['memory']} | {1000 * o['ours']:.0f} | {1000 * o['scipy']:.0f} "
+        f"| {o['scipy_setup']:.1f} |"
+        for o in overhead
+    ]
     lines += [
         "",
         f"## Time to quality ({quality['size']} px, Boston photo + Starry Night)",
