@@ -206,6 +206,10 @@ def test_zero_coarse_steps(d):
     refuse(d, "--coarse_steps", coarse_steps=0)
 
 
+def test_zero_lbfgs_memory(d):
+    refuse(d, "--lbfgs_memory", lbfgs_memory=0)
+
+
 def test_nan_style_weight(d):
     refuse(d, "--style_weight", "nan", style_weight="nan")
 

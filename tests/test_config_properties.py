@@ -104,7 +104,7 @@ def assert_documented_constraints(config: Config) -> None:
         if name not in FIELDS:
             continue
         assert _is_int(getattr(config, name)) and getattr(config, name) >= 0, name
-    for name in ("steps", "coarse_steps"):
+    for name in ("steps", "coarse_steps", "lbfgs_memory"):
         assert _is_int(getattr(config, name)) and getattr(config, name) > 0, name
     assert config.optimizer in OPTIMIZERS
     assert config.normalization in NORMALIZATIONS
@@ -158,6 +158,7 @@ def good_configs(draw):
         "min_size": draw(st.integers(0, 20000)),
         "steps": draw(st.integers(1, 10**6)),
         "coarse_steps": draw(st.integers(1, 10**6)),
+        "lbfgs_memory": draw(st.integers(1, 1000)),
         "optimizer": draw(st.sampled_from(OPTIMIZERS)),
         "learning_rate": draw(
             st.floats(min_value=0, exclude_min=True, allow_nan=False, allow_infinity=False)
@@ -242,6 +243,7 @@ BAD_VALUES = {
     "min_size": [-1, "0", 1.5],
     "steps": [0, -3, 2.0, False, "100"],
     "coarse_steps": [0, None],
+    "lbfgs_memory": [0, -5, 2.5, "50", None, True],
     "seed": [1.5, "0", None],
     "learning_rate": [0, -2.0, math.nan, math.inf, "2", None],
     "adam_beta1": [1, 1.5, -0.1, math.nan, "0.9"],

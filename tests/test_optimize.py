@@ -75,7 +75,7 @@ def test_objective_applies_each_weight_once(model):
     )
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs", "lbfgs_scipy"])
 def test_optimisers_reduce_the_loss_and_keep_pixels_in_range(model, optimizer):
     content, style = _images()
     config = Config(
