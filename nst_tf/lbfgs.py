@@ -82,7 +82,7 @@ class BoxLbfgs:
         q = tf.reshape(tf.where(blocked, 0.0, g), [-1])
         m = self.memory
         # Slots in time order, oldest first; slots not yet filled are masked out.
-        oldest = tf.where(self._count < m, 0, self._head)
+        oldest = (self._head - self._count) % m
         order = (oldest + tf.range(m)) % m
         valid = tf.cast(tf.range(m) < self._count, tf.float64)
         both = valid[:, None] * valid[None, :]
@@ -106,11 +106,13 @@ class BoxLbfgs:
         )
         d = tf.where(blocked, 0.0, -tf.reshape(hq, tf.shape(g)))
         slope = tf.reduce_sum(g * d)
-        # Not a descent direction (a stale history at the bounds): use the gradient.
-        steepest = -tf.where(blocked, 0.0, g)
+        # Not a descent direction (a history gone stale at the bounds): forget the
+        # history and follow the gradient, at the scale the history had learned.
+        steepest = -self._gamma * tf.where(blocked, 0.0, g)
         use_steepest = slope >= 0.0
-        d = tf.cond(use_steepest, lambda: steepest, lambda: d)
-        slope = tf.cond(use_steepest, lambda: tf.reduce_sum(g * steepest), lambda: slope)
+        self._count.assign(tf.where(use_steepest, 0, self._count))
+        d = tf.where(use_steepest, steepest, d)
+        slope = tf.where(use_steepest, tf.reduce_sum(g * steepest), slope)
         return d, slope
 
     @tf.function(jit_compile=True)

@@ -42,9 +42,12 @@ def _two_loop(pairs, g, gamma):
     return r
 
 
-@pytest.mark.parametrize("memory, pairs", [(5, 3), (4, 4), (3, 7)])
-def test_direction_matches_the_two_loop_recursion(memory, pairs):
-    """The compact form equals the two-loop recursion, including after the ring wraps."""
+@pytest.mark.parametrize(
+    "memory, pairs, forget_after", [(5, 3, 0), (4, 4, 0), (3, 7, 0), (6, 5, 3)]
+)
+def test_direction_matches_the_two_loop_recursion(memory, pairs, forget_after):
+    """The compact form equals the two-loop recursion, after the ring wraps, and after
+    the history is forgotten part-way round the ring (as a non-descent direction does)."""
     n = 30
     x = tf.Variable(RNG.uniform(100, 150, (2, 5, 3)).astype(np.float32))  # inside the box
     opt = BoxLbfgs(x, lambda: None, memory=memory)
@@ -67,6 +70,9 @@ def test_direction_matches_the_two_loop_recursion(memory, pairs):
         ).numpy()
         stored_y = (tf.reshape(g + y.reshape(x.shape), [-1]) - tf.reshape(g, [-1])).numpy()
         history.append((stored_s.astype(np.float64), stored_y.astype(np.float64)))
+        if len(history) == forget_after:
+            opt._count.assign(0)
+            history = []
     kept = history[-memory:]
     s, y = kept[-1]
     gamma = (s @ y) / (y @ y)
