@@ -130,16 +130,28 @@ def load_inputs(
     return content, style, init
 
 
-# Peak resident memory of a run, measured by scripts/benchmark.py (float32, 2-core CPU):
-# about 0.8 GB for TensorFlow and the weights plus 3.9 KB per output pixel (the VGG19
-# activations kept for the backward pass).
+# Peak resident memory of a run, measured by scripts/benchmark.py's probe (float32, 2-core
+# CPUs): about 0.8 GB for TensorFlow and the weights plus 3.9 KB per output pixel for the
+# VGG19 activations kept for the backward pass (4.3 KB with XLA on AVX2, the larger is used),
+# plus L-BFGS's history. At 1024x1024 px, 50 pairs took 1.2 GB more than 2 pairs: exactly
+# their float32 s and y vectors.
 BASE_BYTES = 0.8e9
-BYTES_PER_PIXEL = 3.9e3
+BYTES_PER_PIXEL = 4.3e3
 
 
-def estimated_peak_bytes(height: int, width: int) -> float:
+def history_bytes_per_pixel(config: Config) -> float:
+    """What the optimiser's own state holds per output pixel (3 channels)."""
+    if config.optimizer == "lbfgs":
+        return 2 * 3 * 4 * config.lbfgs_memory  # s and y, float32
+    if config.optimizer == "lbfgs_scipy":
+        return (2 * config.lbfgs_memory + 5) * 3 * 8  # SciPy's float64 work array
+    return 0.0  # Adam's two moments are within the activations' margin
+
+
+def estimated_peak_bytes(height: int, width: int, config: Config | None = None) -> float:
     """Estimated peak memory of a run whose final scale is height x width."""
-    return BASE_BYTES + BYTES_PER_PIXEL * height * width
+    per_pixel = BYTES_PER_PIXEL + (history_bytes_per_pixel(config) if config else 0.0)
+    return BASE_BYTES + per_pixel * height * width
 
 
 def check_memory(config: Config, content: np.ndarray) -> None:
@@ -149,7 +161,7 @@ def check_memory(config: Config, content: np.ndarray) -> None:
         ConfigError: the estimated peak exceeds the physical memory.
     """
     height, width = images.scaled_shape(content.shape[0], content.shape[1], config.size)
-    need = estimated_peak_bytes(height, width)
+    need = estimated_peak_bytes(height, width, config)
     try:
         have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
@@ -158,6 +170,7 @@ def check_memory(config: Config, content: np.ndarray) -> None:
         raise ConfigError(
             f"--size={config.size} ({width}x{height} px) needs about {need / 1e9:.0f} GB of "
             f"memory, more than this machine's {have / 1e9:.0f} GB; use a smaller --size"
+            + (" or --lbfgs_memory" if history_bytes_per_pixel(config) else "")
         )
 
 
