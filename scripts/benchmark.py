@@ -185,8 +185,8 @@ def time_to_quality(content, style, quick: bool, image_prefix: str) -> dict:
     adam_steps = 40 if quick else 1000
     # 400: enough for single-scale L-BFGS to reach Adam-1000's objective at 512 px.
     lbfgs_steps = 30 if quick else 400
-    # At 512 px the default's scales reach Adam-1000's objective after about 260 last-scale
-    # steps (the 2026-11-26 study in docs/benchmarks.md).
+    # At 512 px the default's scales reach Adam-1000's objective after about 235 last-scale
+    # steps (about 260 with SciPy's L-BFGS-B; the 2026-11-26 studies in docs/benchmarks.md).
     long_steps = 40 if quick else 300
     default = Config(
         size=size,
