@@ -236,7 +236,9 @@ def _check_layers(flag: str, names: Sequence[str]) -> None:
 
 def _check_weight(flag: str, value: float) -> None:
     if not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-        raise ConfigError(f"--{flag} must be a finite number >= 0, got {value}")
+        # repr for anything not a number: a string's newline must not split the message.
+        shown = value if isinstance(value, numbers.Real) else repr(value)
+        raise ConfigError(f"--{flag} must be a finite number >= 0, got {shown}")
 
 
 _INT_SETTINGS = (
@@ -396,7 +398,8 @@ def validate(config: Config) -> Config:
         raise ConfigError("--style_scale takes one value, or one per --style entry")
     for value in config.style_scale:
         if not isinstance(value, numbers.Real) or not math.isfinite(value) or not 0 < value <= 8:
-            raise ConfigError(f"--style_scale values must be in (0, 8], got {value}")
+            shown = value if isinstance(value, numbers.Real) else repr(value)
+            raise ConfigError(f"--style_scale values must be in (0, 8], got {shown}")
     if not 0 <= config.init_noise_ratio <= 1:
         raise ConfigError(f"--init_noise_ratio must be in [0, 1], got {config.init_noise_ratio}")
     if config.style_targets and config.preserve_color == "histogram":

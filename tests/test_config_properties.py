@@ -261,6 +261,9 @@ BAD_VALUES = {
     ],
     "style_layers": [[], ["block1_conv1", "relu1_1"], [1, 2]],
     "style_layer_weights": [[1.0], [math.nan] * 5, [1, 1, -1, 1, 1], ["1"] * 5, [None] * 5],
+    # A string with a newline (found by the property test) must not split the message.
+    "content_layer_weights": [["0\n0"], [-1.0]],
+    "style_scale": [["1\n2"], [0.0], [9.0]],
     "optimizer": ["sgd", "", None, 0],
     "normalization": ["max", None],
     "precision": ["float16", None],
