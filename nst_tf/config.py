@@ -234,11 +234,15 @@ def _check_layers(flag: str, names: Sequence[str]) -> None:
         raise ConfigError(f"--{flag} names a layer twice: {','.join(names)}")
 
 
+def _shown(value) -> object:
+    """A value as an error message shows it: repr for anything not a number, so that a
+    string's newline cannot split the one-line message."""
+    return value if isinstance(value, numbers.Real) else repr(value)
+
+
 def _check_weight(flag: str, value: float) -> None:
     if not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-        # repr for anything not a number: a string's newline must not split the message.
-        shown = value if isinstance(value, numbers.Real) else repr(value)
-        raise ConfigError(f"--{flag} must be a finite number >= 0, got {shown}")
+        raise ConfigError(f"--{flag} must be a finite number >= 0, got {_shown(value)}")
 
 
 _INT_SETTINGS = (
@@ -355,12 +359,12 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"--steps must be a positive number of iterations, got {config.steps}")
     if config.coarse_steps <= 0:
         raise ConfigError(f"--coarse_steps must be positive, got {config.coarse_steps}")
+    if config.lbfgs_memory < 1:
+        raise ConfigError(f"--lbfgs_memory must be at least 1 pair, got {config.lbfgs_memory}")
     if not math.isfinite(config.learning_rate) or config.learning_rate <= 0:
         raise ConfigError(f"--learning_rate must be a positive number, got {config.learning_rate}")
     if not 0 <= config.adam_beta1 < 1:
         raise ConfigError(f"--adam_beta1 must be in [0, 1), got {config.adam_beta1}")
-    if config.lbfgs_memory < 1:
-        raise ConfigError(f"--lbfgs_memory must be at least 1 pair, got {config.lbfgs_memory}")
     if not 0 <= config.adam_beta2 < 1:
         raise ConfigError(f"--adam_beta2 must be in [0, 1), got {config.adam_beta2}")
     for flag in ("content_weight", "style_weight", "tv_weight"):
@@ -398,8 +402,7 @@ def validate(config: Config) -> Config:
         raise ConfigError("--style_scale takes one value, or one per --style entry")
     for value in config.style_scale:
         if not isinstance(value, numbers.Real) or not math.isfinite(value) or not 0 < value <= 8:
-            shown = value if isinstance(value, numbers.Real) else repr(value)
-            raise ConfigError(f"--style_scale values must be in (0, 8], got {shown}")
+            raise ConfigError(f"--style_scale values must be in (0, 8], got {_shown(value)}")
     if not 0 <= config.init_noise_ratio <= 1:
         raise ConfigError(f"--init_noise_ratio must be in [0, 1], got {config.init_noise_ratio}")
     if config.style_targets and config.preserve_color == "histogram":
