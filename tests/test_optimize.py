@@ -164,7 +164,14 @@ def test_xla_adam_run_matches_the_plain_run(model):
         )
         seen[xla] = [p.losses["total"] for p in history]
     np.testing.assert_allclose(seen["on"], seen["off"], rtol=1e-4)
-    np.testing.assert_allclose(results["on"], results["off"], atol=0.01)
+    # Adam divides by the root of the second moment: where a gradient is near zero, a
+    # rounding difference between XLA and oneDNN becomes a step of up to about the
+    # learning rate (|m_hat / sqrt(v_hat)| <= 1 for beta1 0.9, beta2 0.99). So the images
+    # must agree closely almost everywhere, and nowhere by more than one such step per
+    # step taken. A wrong XLA step would move most pixels apart.
+    difference = np.abs(results["on"] - results["off"])
+    assert np.mean(difference < 0.01) > 0.99, np.mean(difference < 0.01)
+    assert difference.max() <= config.learning_rate * (config.steps + config.coarse_steps)
     assert np.abs(results["off"] - content).max() > 1.0  # the runs did move the image
 
 
