@@ -12,12 +12,10 @@ import keras
 import tensorflow as tf
 
 from nst_tf import __version__
-from nst_tf.config import Config
 from nst_tf.errors import OutputError
 from nst_tf.features import IMAGENET_MEAN_BGR, FeatureExtractor
 from nst_tf.images import check_output_path, load_image
 from nst_tf.losses import gram_matrix
-from nst_tf.optimize import Objective
 from nst_tf.targets import StyleTargets
 
 
@@ -177,10 +175,10 @@ def export_style_targets(
     check_output_path(out_path, "targets_out", image=False)
     style = load_image(style_path, size)
     model = FeatureExtractor(list(layers), vgg_weights, "float32", pooling)
-    config = Config(style_layers=tuple(layers), normalization=normalization)
-    grams = Objective(model, config).style_grams(tf.constant(style[None]))
+    features = model(tf.constant(style[None]))
+    normalize = normalization != "course"
     targets = StyleTargets(
-        {name: gram.numpy() for name, gram in grams.items()},
+        {name: gram_matrix(features[name], normalize).numpy() for name in layers},
         size,
         normalization,
         model.weights_source.sha256 if model.weights_source else "random",

@@ -9,8 +9,6 @@ J_style = 1/(2 n_H n_W n_C)^2 sum (G_S - G_G)^2.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import tensorflow as tf
 
 
@@ -79,7 +77,11 @@ def sqrtm_psd(matrix: tf.Tensor) -> tf.Tensor:
 
 
 def wasserstein_layer_loss(
-    target_mean: tf.Tensor, target_cov_sqrt: tf.Tensor, target_cov: tf.Tensor, generated: tf.Tensor
+    target_mean: tf.Tensor,
+    target_cov_sqrt: tf.Tensor,
+    target_cov: tf.Tensor,
+    mean: tf.Tensor,
+    cov: tf.Tensor,
 ) -> tf.Tensor:
     """Squared 2-Wasserstein distance between Gaussians fitted to features, per image / C.
 
@@ -91,12 +93,12 @@ def wasserstein_layer_loss(
         target_mean: [1, C] style feature mean.
         target_cov_sqrt: [1, C, C] square root of the style feature covariance.
         target_cov: [1, C, C] the style feature covariance.
-        generated: [batch, H, W, C] activations of the generated image.
+        mean: [batch, C] feature mean of the generated image.
+        cov: [batch, C, C] its feature covariance.
 
     Returns:
         Shape [batch].
     """
-    mean, cov = feature_statistics(generated)
     middle = tf.linalg.matmul(tf.linalg.matmul(target_cov_sqrt, cov), target_cov_sqrt)
     middle = 0.5 * (middle + tf.linalg.matrix_transpose(middle))  # symmetric for eigh
     # Clamp before the root: its gradient is unbounded at 0.
@@ -107,7 +109,7 @@ def wasserstein_layer_loss(
         + tf.linalg.trace(target_cov)
         - 2.0 * tf.reduce_sum(roots, axis=-1)
     )
-    return distance / tf.cast(tf.shape(generated)[3], tf.float32)
+    return distance / tf.cast(tf.shape(cov)[-1], tf.float32)
 
 
 def content_loss(target: tf.Tensor, generated: tf.Tensor, normalization: str = "mean") -> tf.Tensor:
@@ -127,56 +129,30 @@ def content_loss(target: tf.Tensor, generated: tf.Tensor, normalization: str = "
     return tf.reduce_mean(squared, axis=[1, 2, 3])
 
 
-def style_layer_loss(
+def gram_loss(
     target_gram: tf.Tensor,
-    generated: tf.Tensor,
+    gram: tf.Tensor,
     normalization: str = "mean",
-    mask: tf.Tensor | None = None,
+    features_shape: tf.Tensor | None = None,
 ) -> tf.Tensor:
-    """Style loss of one layer, per image of the batch.
+    """Style loss of one layer given the Gram matrices, per image of the batch.
 
     Args:
-        target_gram: Gram matrix of the style image, [batch or 1, C, C], computed with
-            the same normalization.
-        generated: Activations of the generated image, [batch, H, W, C].
+        target_gram: Gram matrix of the style, [batch or 1, C, C], computed with the
+            same normalization.
+        gram: Gram matrix of the generated image, [batch, C, C].
         normalization: "mean" (mean squared difference of H*W-normalised Grams) or
             "course" (1/(2 n_H n_W n_C)^2 times the summed squared difference).
-        mask: Optional [1, H, W, 1] weights: compare only the masked region's Gram.
+        features_shape: The generated layer's shape [batch, H, W, C]; needed by "course".
 
     Returns:
         Shape [batch].
     """
-    gram = gram_matrix(generated, normalize=normalization != "course", mask=mask)
     squared = tf.square(gram - target_gram)
     if normalization == "course":
-        shape = tf.cast(tf.shape(generated), tf.float32)
+        shape = tf.cast(features_shape, tf.float32)
         return tf.reduce_sum(squared, axis=[1, 2]) / tf.square(2.0 * shape[1] * shape[2] * shape[3])
     return tf.reduce_mean(squared, axis=[1, 2])
-
-
-def style_loss(
-    target_grams: Mapping[str, tf.Tensor],
-    generated: Mapping[str, tf.Tensor],
-    layer_weights: Mapping[str, float],
-    normalization: str = "mean",
-) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
-    """Weighted sum of per-layer style losses.
-
-    Args:
-        target_grams: Layer name -> Gram matrix of the style image.
-        generated: Layer name -> activations of the generated image.
-        layer_weights: Layer name -> lambda_l.
-        normalization: See style_layer_loss.
-
-    Returns:
-        (sum_l lambda_l J_l with shape [batch], {layer: unweighted J_l})
-    """
-    per_layer = {
-        name: style_layer_loss(target_grams[name], generated[name], normalization)
-        for name in layer_weights
-    }
-    total = tf.add_n([layer_weights[name] * loss for name, loss in per_layer.items()])
-    return total, per_layer
 
 
 def total_variation_loss(images: tf.Tensor, normalization: str = "mean") -> tf.Tensor:

@@ -6,13 +6,16 @@ import json
 import os
 import re
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 from tensorboard.plugins.hparams import api as hp
 
-from nst_tf.optimize import Progress
+if TYPE_CHECKING:
+    from nst_tf.stylizer import Progress
+
 
 # Terms that describe the optimiser rather than the image; logged under "optim/".
 _OPTIM_TERMS = ("grad_norm", "learning_rate")

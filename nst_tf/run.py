@@ -271,7 +271,7 @@ def stylize(config: Config, flags: str = "") -> RunResult:
         resolve_xla,
     )
     from nst_tf.monitoring import Monitor, Trace, run_name  # pylint: disable=C0415
-    from nst_tf.optimize import stylize_arrays  # pylint: disable=import-outside-toplevel
+    from nst_tf.stylizer import stylize_arrays  # pylint: disable=import-outside-toplevel
 
     tf.get_logger().setLevel("WARNING")  # TensorFlow's own INFO lines (checkpoint timing)
     if config.deterministic:

@@ -1,0 +1,546 @@
+"""The Stylizer: owns the network and the compiled step, and runs the coarse-to-fine loop.
+
+Built once from a Config, a Stylizer keeps the FeatureExtractor and one compiled
+value-and-gradient step, traced once per image shape, so the thousandth photo of a size
+costs no trace. A run reads as its seams: prepare the inputs, then for each scale the
+targets, the start image and the optimisation, handing the image up to the next scale.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from nst_tf import checkpoints, color
+from nst_tf.config import Config, layer_downsampling, validate
+from nst_tf.errors import ConfigError, Interrupted, NumericalError
+from nst_tf.features import FeatureExtractor, resolve_xla
+from nst_tf.images import scaled_shape
+from nst_tf.objective import LayerStats, Objective, StyleGroup, Targets
+from nst_tf.optimize import OPTIMIZERS
+
+
+def scale_sizes(min_size: int, size: int, ratio: float = math.sqrt(2)) -> list[int]:
+    """Long-side sizes of a coarse-to-fine pyramid: min_size, min_size*ratio, ..., size.
+
+    Args:
+        min_size: The first (coarsest) size; 0 or >= size gives a single scale.
+        size: The final size.
+        ratio: Growth per scale.
+
+    Returns:
+        Increasing sizes ending with `size`.
+    """
+    if min_size <= 0 or min_size >= size:
+        return [size]
+    sizes = []
+    current = float(min_size)
+    while round(current) < size and size / current > 1.1:
+        sizes.append(round(current))
+        current *= ratio
+    return sizes + [size]
+
+
+def scale_steps(config: Config) -> list[int]:
+    """Iterations at each scale of config's pyramid: coarse_steps, ..., steps."""
+    sizes = scale_sizes(config.min_size, config.size)
+    return [config.coarse_steps] * (len(sizes) - 1) + [config.steps]
+
+
+def resize_images(images: tf.Tensor, height: int, width: int) -> tf.Tensor:
+    """Bicubic resize of a [batch, H, W, 3] batch, clipped to 0..255."""
+    resized = tf.image.resize(images, (height, width), method="bicubic", antialias=True)
+    return tf.clip_by_value(resized, 0.0, 255.0)
+
+
+@dataclasses.dataclass
+class Progress:
+    """What the loop hands to callbacks after every step.
+
+    Attributes:
+        step: Global step, counted across all scales, starting at 1.
+        scale: Index of the current scale (0 = coarsest).
+        size: Long side of the current scale in pixels.
+        losses: Named loss values ("total", "content", "style", "tv", "style/<layer>").
+        seconds_per_step: Wall time of this step.
+        image: Callable returning the current image as a float32 [H, W, 3] array (a
+            read from the device: call it only when the image is needed).
+        traces: How many times the step has been traced so far by this Stylizer.
+        total_steps: Steps of the whole run, over all scales.
+        elapsed: Seconds since this call of stylize() began.
+        first_step: The first step this call ran (after a resume, later than 1).
+    """
+
+    step: int
+    scale: int
+    size: int
+    losses: dict[str, float]
+    seconds_per_step: float
+    image: Callable[[], np.ndarray]
+    traces: int = 0
+    total_steps: int = 0
+    elapsed: float = 0.0
+    first_step: int = 1
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left, from the mean pace of the steps run so far (None at first)."""
+        done = self.step - self.first_step + 1
+        if done < 1 or self.total_steps <= 0:
+            return None
+        return self.elapsed / done * max(self.total_steps - self.step, 0)
+
+
+@dataclasses.dataclass
+class Inputs:
+    """A stylisation's inputs as tensors, prepared once for all scales.
+
+    Attributes:
+        content: [batch, H, W, 3] float32 in 0..255.
+        styles: The style images, each [1, h, w, 3]; None with fixed style groups.
+        fixed: Style groups used at every scale (a style targets file); else None.
+        init: The start image for config.init, [1 or batch, h, w, 3], or None.
+        masks: One [H, W] array in 0..1 per style image, or None.
+        single: Whether the caller gave one [H, W, 3] image (and gets one back).
+    """
+
+    content: tf.Tensor
+    styles: list[tf.Tensor] | None
+    fixed: tuple[StyleGroup, ...] | None
+    init: tf.Tensor | None
+    masks: list[np.ndarray] | None
+    single: bool
+
+
+class Stylizer:
+    """Stylises images with one network and one compiled step for all of them.
+
+    Args:
+        config: The settings (validated here): the recipe of the result and how to run.
+        model: A FeatureExtractor for config.layers; built from config when None.
+
+    Example::
+
+        stylizer = Stylizer(Config(size=512))
+        for photo in photos:                        # one trace per image shape
+            result = stylizer.stylize(photo, painting)
+    """
+
+    # Compiled optimisers (with their image variable) kept for this many image shapes.
+    CACHED_SHAPES = 8
+
+    def __init__(self, config: Config, model: FeatureExtractor | None = None):
+        self.config = validate(config)
+        if model is None:
+            model = FeatureExtractor(
+                config.layers, config.vgg_weights or "auto", config.precision, config.pooling
+            )
+        self.model = model
+        self.objective = Objective(config)
+        self.host_reads = 0
+        self._traces = 0
+        self._runners = OrderedDict()
+        self._step = tf.function(self._value_and_grad, jit_compile=self.xla)
+
+    @property
+    def xla(self) -> bool:
+        """Whether the step is compiled with XLA (config.xla resolved for this machine)."""
+        return resolve_xla(self.config.xla, self.config.deterministic)
+
+    @property
+    def trace_count(self) -> int:
+        """How many times the step has been traced: once per image shape."""
+        return self._traces
+
+    # --- the step -----------------------------------------------------------------------
+
+    def _value_and_grad(self, image: tf.Tensor, targets: Targets):
+        # This Python line runs only while tracing: a cheap, testable count of how
+        # often the step is compiled.
+        self._traces += 1
+        with tf.GradientTape() as tape:
+            tape.watch(image)
+            terms = self.objective.terms(image, self.model(image), targets)
+        grad = tape.gradient(terms["total"], image)
+        terms["grad_norm"] = tf.norm(grad)
+        return self.objective.pack(terms), grad
+
+    def value_and_grad(self, targets: Targets) -> Callable:
+        """The compiled (image) -> (packed loss terms, gradient) against `targets`.
+
+        This is the seam the optimisers are driven through: anything with this
+        signature (for example a tiled computation) can stand in for it.
+        """
+        return lambda image: self._step(image, targets)
+
+    def read(self, tensor: tf.Tensor) -> np.ndarray:
+        """Brings a tensor to the host; the loop's only read per step goes through here."""
+        self.host_reads += 1
+        return tensor.numpy()
+
+    def _runner(self, shape: tuple[int, ...]):
+        """The image variable and optimiser for an image shape, reused across images."""
+        key = (shape, self.config.optimizer)
+        if key in self._runners:
+            self._runners.move_to_end(key)
+            return self._runners[key]
+        image = tf.Variable(tf.zeros(shape), trainable=True, name="image")
+        holder = {}
+        # The optimiser's functions are traced once; the targets change per image and
+        # scale, so the step reads them from this holder when called.
+        runner = OPTIMIZERS[self.config.optimizer](
+            image, lambda x: self._step(x, holder["targets"]), self.config
+        )
+        self._runners[key] = (image, runner, holder)
+        while len(self._runners) > self.CACHED_SHAPES:
+            self._runners.popitem(last=False)
+        return self._runners[key]
+
+    # --- the seams ----------------------------------------------------------------------
+
+    def prepare(
+        self,
+        content: np.ndarray,
+        style=None,
+        init: np.ndarray | None = None,
+        masks: Sequence[np.ndarray] | None = None,
+    ) -> Inputs:
+        """Checks and converts a stylisation's inputs once, for all scales.
+
+        Args:
+            content: [H, W, 3] or [batch, H, W, 3] float RGB in 0..255.
+            style: A [H, W, 3] style image, a list of them (blended with
+                config.style_blend_weights), Gram matrices by layer (a mapping, or a
+                nst_tf.targets.StyleTargets), used at every scale.
+            init: Start image when config.init is a path.
+            masks: One [H, W] or [H, W, 1] array in 0..1 per style image.
+        """
+        config = self.config
+        content = np.asarray(content, np.float32)
+        if content.ndim not in (3, 4) or content.shape[-1] != 3:
+            raise ConfigError(
+                f"content must be [H, W, 3] or [batch, H, W, 3] RGB, got shape {content.shape}"
+            )
+        single = content.ndim == 3
+        content_t = tf.constant(content[None] if single else content)
+        grams = getattr(style, "grams", style)
+        styles, fixed = None, None
+        if isinstance(grams, Mapping):
+            fixed = self.objective.gram_groups(grams)
+        else:
+            images = [style] if isinstance(style, np.ndarray) else list(style)
+            if not images:
+                raise ConfigError("no style given: pass a style image, a list, or targets")
+            if config.style_blend_weights and len(config.style_blend_weights) != len(images):
+                raise ConfigError(
+                    f"style_blend_weights has {len(config.style_blend_weights)} values for "
+                    f"{len(images)} style images; give one per style image"
+                )
+            if config.preserve_color == "histogram":
+                images = [color.match_color(image, content_t[0].numpy()) for image in images]
+            styles = [tf.constant(np.asarray(image, np.float32)[None]) for image in images]
+        if config.init == "style":
+            if styles is None:
+                raise ConfigError("--init=style needs a style image, not --style_targets")
+            init = styles[0]
+        elif init is not None:
+            init = tf.constant(np.asarray(init, np.float32)[None] if init.ndim == 3 else init)
+        return Inputs(content_t, styles, fixed, init, list(masks) if masks else None, single)
+
+    def targets(self, inputs: Inputs, size: int) -> Targets:
+        """Content activations and style statistics at the scale of long side `size`."""
+        config = self.config
+        height, width = scaled_shape(*inputs.content.shape[1:3], size)
+        content = resize_images(inputs.content, height, width)
+        features = self.model(content)
+        content_targets = {name: features[name] for name in self.objective.content_weights}
+        if inputs.fixed is not None:
+            self._check_size(size, (height, width))
+            return Targets(content_targets, inputs.fixed)
+        # Each style is measured at its --style_scale relative to this scale's size.
+        shapes = [
+            scaled_shape(*image.shape[1:3], max(1, round(size * config.scale_of(i))))
+            for i, image in enumerate(inputs.styles)
+        ]
+        self._check_size(size, (height, width), *shapes)
+        stats = [
+            self.objective.style_statistics(self.model(resize_images(image, *shape)))
+            for image, shape in zip(inputs.styles, shapes, strict=True)
+        ]
+        return Targets(
+            content_targets,
+            self.objective.style_groups(
+                stats,
+                config.blend_weights(len(stats)),
+                self._layer_masks(inputs.masks, (height, width), features),
+            ),
+        )
+
+    def _layer_masks(self, masks, shape, features) -> list[dict[str, tf.Tensor]] | None:
+        """Each style's mask at the content's size, then at every style layer's size."""
+        if masks is None:
+            return None
+        layer_masks = []
+        for mask in masks:
+            at_content = tf.image.resize(np.reshape(mask, (1, *np.shape(mask)[:2], 1)), shape)
+            layer_masks.append(
+                {
+                    name: tf.image.resize(at_content, tf.shape(features[name])[1:3], method="area")
+                    for name in self.objective.style_weights
+                }
+            )
+        return layer_masks
+
+    def start_image(
+        self, inputs: Inputs, shape: tuple[int, int], rng: tf.random.Generator
+    ) -> tf.Tensor:
+        """The image the first scale starts from: content, noise, style or a given image."""
+        config = self.config
+        content = resize_images(inputs.content, *shape)
+        noise = rng.uniform(tf.shape(content), 0.0, 255.0)
+        if config.init == "noise":
+            return noise
+        start = content if config.init == "content" else resize_images(inputs.init, *shape)
+        if start.shape[0] != content.shape[0]:  # one style image as the start of a batch
+            start = tf.repeat(start, content.shape[0], axis=0)
+        ratio = config.init_noise_ratio
+        return (1.0 - ratio) * start + ratio * noise if ratio else start
+
+    def stylize(
+        self,
+        content: np.ndarray,
+        style=None,
+        *,
+        init: np.ndarray | None = None,
+        masks: Sequence[np.ndarray] | None = None,
+        callbacks: Sequence[Callable[[Progress], None]] = (),
+    ) -> np.ndarray:
+        """Stylises a content image (or a batch) with one or more styles.
+
+        With config.checkpoint_dir set, a checkpoint is written every
+        config.checkpoint_every steps and at the end of each scale, and config.resume
+        continues the newest one.
+
+        Args:
+            content: [H, W, 3] or [batch, H, W, 3] float RGB in 0..255, any resolution;
+                it is resized to each scale of the pyramid.
+            style: A [H, W, 3] style image, resized to each scale (times its
+                config.style_scale); a list of them, blended with
+                config.style_blend_weights; or style targets (Gram matrices by layer, or a
+                nst_tf.targets.StyleTargets) used at every scale.
+            init: Optional start image, same layout as `content`; used when config.init
+                is a path.
+            masks: One [H, W] or [H, W, 1] array in 0..1 per style image, any
+                resolution, saying where each style applies (region-specific styles).
+            callbacks: Called with a Progress after every step.
+
+        Returns:
+            The result as float32, [H, W, 3] (or [batch, H, W, 3] for a batch).
+
+        Raises:
+            NumericalError: a loss went NaN/inf; its `image` is the last finite image.
+            Interrupted: a callback stopped the run; a checkpoint of that moment is saved.
+        """
+        config = self.config
+        inputs = self.prepare(content, style, init, masks)
+        sizes = scale_sizes(config.min_size, config.size)
+        steps_per_scale = scale_steps(config)
+        state = checkpoints.RunState(config)
+        position, restore_path = checkpoints.Position(), None
+        if config.checkpoint_dir and config.resume:
+            restore_path, position = checkpoints.read_position(config.checkpoint_dir, config)
+            logging.info("resuming %s at step %d", restore_path, position.step)
+        elif config.checkpoint_dir:
+            checkpoints.clear(config.checkpoint_dir)
+        clock = _Clock(sum(steps_per_scale), position.step + 1)
+        image = None
+        for scale in range(position.scale, len(sizes)):
+            size = sizes[scale]
+            targets = self.targets(inputs, size)
+            shape = (inputs.content.shape[0], *scaled_shape(*inputs.content.shape[1:3], size))
+            if image is None:
+                start = self.start_image(inputs, shape[1:], state.rng)
+            else:
+                start = resize_images(image, *shape[1:])
+            variable, runner, holder = self._runner(shape + (3,))
+            variable.assign(start)
+            runner.reset()
+            holder["targets"] = targets
+            manager = None
+            if config.checkpoint_dir:
+                checkpoint = state.checkpoint(image=variable, **runner.state())
+                manager = tf.train.CheckpointManager(
+                    checkpoint, config.checkpoint_dir, max_to_keep=2
+                )
+                if restore_path:
+                    checkpoint.restore(restore_path).assert_existing_objects_matched()
+                    restore_path = None
+            steps = steps_per_scale[scale]
+            logging.info(
+                "scale %d/%d: %dx%d px, %d steps", scale + 1, len(sizes), shape[2], shape[1], steps
+            )
+            try:
+                report = _Reporter(self, clock, callbacks, scale, size, variable, position)
+                self.run_scale(
+                    runner,
+                    steps,
+                    position,
+                    report,
+                    functools.partial(_save, manager, state, position),
+                )
+            except Interrupted as stop:
+                _save(manager, state, position)
+                stop.step, stop.image = position.step, _unbatch(variable.numpy(), inputs.single)
+                raise
+            except NumericalError as err:
+                err.image = _unbatch(variable.numpy(), inputs.single)
+                raise
+            position.scale, position.scale_step = scale + 1, 0
+            image = variable.read_value()
+        if image is None:  # resumed a run that had already finished
+            raise ConfigError("the run in the checkpoint has already finished")
+        result = image.numpy()
+        if config.preserve_color == "luminance":
+            content_at = resize_images(inputs.content, *result.shape[1:3]).numpy()
+            result = color.preserve_luminance(result, content_at, config.color_space)
+        return _unbatch(result, inputs.single)
+
+    def run_scale(self, runner, steps: int, position, report, save: Callable[[], None]) -> None:
+        """Runs one scale's steps from where `position` stands, in chunks between
+        checkpoints (`save` is called after each chunk)."""
+        config = self.config
+        while position.scale_step < steps:
+            chunk = steps - position.scale_step
+            # Only runs that checkpoint break L-BFGS into chunks (each a fresh
+            # minimisation, so a resumed run repeats an uninterrupted one); the others
+            # keep its curvature memory for the whole scale.
+            if config.checkpoint_every and config.checkpoint_dir:
+                chunk = min(
+                    chunk, config.checkpoint_every - position.scale_step % config.checkpoint_every
+                )
+            done = position.scale_step
+            runner.run(chunk, report, report.check, self.read)
+            # L-BFGS may converge early; the chunk still counts as done so that resumed
+            # and uninterrupted runs stay in step.
+            position.step += done + chunk - position.scale_step
+            position.scale_step = done + chunk
+            save()
+
+    def _check_size(self, size: int, *shapes: tuple[int, int]) -> None:
+        deepest = self.config.layers[-1]
+        needed = layer_downsampling(deepest)
+        if min(min(shape) for shape in shapes) < needed:
+            raise ConfigError(
+                f"at {size} px an image side is under {needed} px, too small for {deepest}; "
+                "raise --size/--min_size or use shallower layers"
+            )
+
+
+class _Clock:
+    """Wall time of one stylize() call, for progress and ETA."""
+
+    def __init__(self, total_steps: int, first_step: int):
+        self.start = self.last = time.perf_counter()
+        self.total_steps, self.first_step = total_steps, first_step
+
+    def tick(self) -> tuple[float, float]:
+        """(seconds since the last tick, seconds since the start)."""
+        now = time.perf_counter()
+        seconds, self.last = now - self.last, now
+        return seconds, now - self.start
+
+
+class _Reporter:
+    """Turns each step's one read into a Progress for the callbacks, and names the term
+    that went non-finite."""
+
+    def __init__(self, stylizer, clock, callbacks, scale, size, variable, position):
+        self.stylizer, self.clock, self.callbacks = stylizer, clock, callbacks
+        self.scale, self.size, self.variable, self.position = scale, size, variable, position
+
+    def __call__(self, values: np.ndarray) -> None:
+        position = self.position
+        position.step += 1
+        position.scale_step += 1
+        seconds, elapsed = self.clock.tick()
+        variable = self.variable
+        progress = Progress(
+            step=position.step,
+            scale=self.scale,
+            size=self.size,
+            losses=self.stylizer.objective.unpack(values),
+            seconds_per_step=seconds,
+            image=lambda: variable.numpy()[0],
+            traces=self.stylizer.trace_count,
+            total_steps=self.clock.total_steps,
+            elapsed=elapsed,
+            first_step=self.clock.first_step,
+        )
+        for callback in self.callbacks:
+            callback(progress)
+
+    def check(self, values: np.ndarray) -> None:
+        """Raises NumericalError naming the first loss term that is NaN or infinite."""
+        terms = self.stylizer.objective.unpack(values)
+        step = self.position.step + 1
+        raw = [
+            n for n in terms if n not in ("total", "grad_norm") and not n.startswith("weighted/")
+        ]
+        bad = [n for n in raw if not math.isfinite(terms[n])]
+        if bad:
+            culprit = f"the {bad[0]} loss became {terms[bad[0]]}"
+        elif not math.isfinite(terms["total"]):
+            culprit = f"the weighted total overflowed to {terms['total']}"
+        else:
+            culprit = "the gradient became NaN or infinite"
+        raise NumericalError(
+            f"step {step}: {culprit}; lower --learning_rate or the loss weights "
+            "(the last finite image was kept)"
+        )
+
+
+def _save(manager, state: checkpoints.RunState, position: checkpoints.Position) -> None:
+    if manager:
+        state.set(position)
+        manager.save(checkpoint_number=position.step)
+
+
+def _unbatch(images: np.ndarray, single: bool) -> np.ndarray:
+    return images[0] if single else images
+
+
+def stylize_arrays(
+    content: np.ndarray,
+    style,
+    config: Config,
+    init: np.ndarray | None = None,
+    model: FeatureExtractor | None = None,
+    callbacks: Sequence[Callable[[Progress], None]] = (),
+    masks: Sequence[np.ndarray] | None = None,
+) -> np.ndarray:
+    """Stylises with a one-off Stylizer; see Stylizer.stylize for the arguments.
+
+    To stylise many images, build one Stylizer and call its stylize(): the network is
+    loaded and the step compiled once.
+    """
+    return Stylizer(config, model).stylize(
+        content, style, init=init, masks=masks, callbacks=callbacks
+    )
+
+
+__all__ = [
+    "LayerStats",
+    "Progress",
+    "Stylizer",
+    "resize_images",
+    "scale_sizes",
+    "stylize_arrays",
+]
