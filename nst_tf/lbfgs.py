@@ -22,6 +22,7 @@ so on a GPU the device never waits for the host inside an iteration.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -73,12 +74,18 @@ class BoxLbfgs:
         self._gamma = tf.Variable(1.0, trainable=False, name="lbfgs_gamma")
         # The accepted point's gradient and values, kept on the device between iterations.
         self._g = tf.Variable(tf.zeros_like(variable), trainable=False, name="lbfgs_g")
-        # Compiled per instance (the history's size is fixed per instance): one
-        # tf.function per method shared by all instances would retrace for each.
-        for name in ("_direction", "_trial", "_update"):
-            setattr(self, name, tf.function(getattr(self, name), jit_compile=True))
-        self._start = tf.function(self._start)
-        self._iterate = tf.function(self._iterate)
+        # Compiled per instance (the history's size is fixed per instance), each from a
+        # function object of its own: TensorFlow counts traces per Python function and
+        # would warn of "retracing" when many instances each trace once.
+        for name, xla in (
+            ("_direction", True),
+            ("_trial", True),
+            ("_update", True),
+            ("_start", False),
+            ("_iterate", False),
+        ):
+            method = functools.partial(getattr(type(self), name), self)
+            setattr(self, name, tf.function(method, jit_compile=xla))
 
     def reset(self) -> None:
         """Forgets the curvature history."""

@@ -186,23 +186,34 @@ class Stylizer:
         self.host_reads += 1
         return tensor.numpy()
 
-    def _runner(self, shape: tuple[int, ...]):
-        """The image variable and optimiser for an image shape, reused across images."""
-        key = (shape, self.config.optimizer)
+    def _runner(self, shape: tuple[int, ...], targets: Targets):
+        """The image variable and optimiser for an image shape, reused across images.
+
+        The optimisers' functions are traced once per shape, so what changes from one
+        image to the next must reach them as variables: the start image, and the
+        targets, held in variables of the same structure and assigned for each image.
+        """
+        layout = tf.nest.map_structure(lambda t: None if t is None else tuple(t.shape), targets)
+        key = (shape, self.config.optimizer, repr(layout))
         if key in self._runners:
             self._runners.move_to_end(key)
-            return self._runners[key]
+            image, runner, held = self._runners[key]
+            tf.nest.map_structure(lambda v, t: t is None or v.assign(t), held, targets)
+            return image, runner
         image = tf.Variable(tf.zeros(shape), trainable=True, name="image")
-        holder = {}
-        # The optimiser's functions are traced once; the targets change per image and
-        # scale, so the step reads them from this holder when called.
-        runner = OPTIMIZERS[self.config.optimizer](
-            image, lambda x: self._step(x, holder["targets"]), self.config
+        held = tf.nest.map_structure(
+            lambda t: None if t is None else tf.Variable(t, trainable=False), targets
         )
-        self._runners[key] = (image, runner, holder)
+        runner = OPTIMIZERS[self.config.optimizer](image, self.value_and_grad(held), self.config)
+        self._runners[key] = (image, runner, held)
         while len(self._runners) > self.CACHED_SHAPES:
             self._runners.popitem(last=False)
-        return self._runners[key]
+        return image, runner
+
+    def evaluate(self, image: np.ndarray, targets: Targets) -> dict[str, float]:
+        """The named loss terms (and the gradient's norm) of an image [batch, H, W, 3]."""
+        values, _ = self._step(tf.constant(image, tf.float32), targets)
+        return self.objective.unpack(self.read(values))
 
     # --- the seams ----------------------------------------------------------------------
 
@@ -259,18 +270,16 @@ class Stylizer:
         """Content activations and style statistics at the scale of long side `size`."""
         config = self.config
         height, width = scaled_shape(*inputs.content.shape[1:3], size)
-        content = resize_images(inputs.content, height, width)
-        features = self.model(content)
-        content_targets = {name: features[name] for name in self.objective.content_weights}
-        if inputs.fixed is not None:
-            self._check_size(size, (height, width))
-            return Targets(content_targets, inputs.fixed)
         # Each style is measured at its --style_scale relative to this scale's size.
         shapes = [
             scaled_shape(*image.shape[1:3], max(1, round(size * config.scale_of(i))))
-            for i, image in enumerate(inputs.styles)
+            for i, image in enumerate(inputs.styles or ())
         ]
         self._check_size(size, (height, width), *shapes)
+        features = self.model(resize_images(inputs.content, height, width))
+        content_targets = {name: features[name] for name in self.objective.content_weights}
+        if inputs.fixed is not None:
+            return Targets(content_targets, inputs.fixed)
         stats = [
             self.objective.style_statistics(self.model(resize_images(image, *shape)))
             for image, shape in zip(inputs.styles, shapes, strict=True)
@@ -370,10 +379,9 @@ class Stylizer:
                 start = self.start_image(inputs, shape[1:], state.rng)
             else:
                 start = resize_images(image, *shape[1:])
-            variable, runner, holder = self._runner(shape + (3,))
+            variable, runner = self._runner(shape + (3,), targets)
             variable.assign(start)
             runner.reset()
-            holder["targets"] = targets
             manager = None
             if config.checkpoint_dir:
                 checkpoint = state.checkpoint(image=variable, **runner.state())

@@ -16,10 +16,10 @@ def _quadratic(matrix, centre, variable):
     c = tf.constant(centre.ravel(), tf.float32)
 
     @tf.function
-    def value_and_grad():
-        r = tf.reshape(variable, [-1]) - c
+    def value_and_grad(x):
+        r = tf.reshape(x, [-1]) - c
         ar = tf.linalg.matvec(a, r)
-        return {"total": 0.5 * tf.reduce_sum(r * ar)}, tf.reshape(ar, variable.shape)
+        return tf.stack([0.5 * tf.reduce_sum(r * ar)]), tf.reshape(ar, variable.shape)
 
     return value_and_grad
 
@@ -50,7 +50,7 @@ def test_direction_matches_the_two_loop_recursion(memory, pairs, forget_after):
     the history is forgotten part-way round the ring (as a non-descent direction does)."""
     n = 30
     x = tf.Variable(RNG.uniform(100, 150, (2, 5, 3)).astype(np.float32))  # inside the box
-    opt = BoxLbfgs(x, lambda: None, memory=memory)
+    opt = BoxLbfgs(x, lambda point: None, memory=memory)
     matrix = _spd(n, 20.0)
     history = []
     for _ in range(pairs):
@@ -96,7 +96,7 @@ def test_bounded_quadratic_reaches_scipys_minimiser():
     opt = BoxLbfgs(x, _quadratic(matrix, centre, x), memory=10)
     seen = []
 
-    def on_step(terms, grad):
+    def on_step(values):
         seen.append(x.numpy().copy())
 
     ran = opt.run(300, on_step)
@@ -131,26 +131,46 @@ def test_separable_problem_is_solved_exactly_by_clipping():
     np.testing.assert_allclose(x.numpy(), np.clip(centre, 0, 255), atol=0.05)
 
 
-def test_a_failing_check_keeps_the_last_accepted_point():
+def test_a_non_finite_evaluation_stops_at_the_last_accepted_point():
     centre = RNG.uniform(0, 255, (1, 3, 4, 3))
     x = tf.Variable(np.full(centre.shape, 128.0, np.float32))
     inner = _quadratic(np.eye(centre.size), centre, x)
-    calls = [0]
+    calls = tf.Variable(0)
 
-    def value_and_grad():
-        calls[0] += 1
-        return inner()
+    @tf.function
+    def value_and_grad(point):
+        calls.assign_add(1)
+        values, grad = inner(point)
+        # The fourth evaluation is NaN, as a diverging loss would be.
+        return tf.where(calls == 4, np.nan, values), grad
 
-    accepted = []
+    accepted, checked = [], []
 
-    def check(terms):
-        if calls[0] == 4:
-            raise FloatingPointError("stop")
+    def check(values):
+        checked.append(values)
+        raise FloatingPointError("stop")
 
     opt = BoxLbfgs(x, value_and_grad, memory=3)
     with pytest.raises(FloatingPointError):
-        opt.run(50, lambda terms, grad: accepted.append(x.numpy().copy()), check)
+        opt.run(50, lambda values: accepted.append(x.numpy().copy()), check)
+    assert int(calls.numpy()) == 4 and np.isnan(checked[0][0])
     np.testing.assert_array_equal(x.numpy(), accepted[-1])
+
+
+def test_one_read_per_iteration():
+    """What crosses to the host is one vector per iteration, line search included."""
+    centre = RNG.uniform(-50, 300, (1, 4, 5, 3))
+    x = tf.Variable(np.full(centre.shape, 100.0, np.float32))
+    reads = []
+
+    def read(tensor):
+        reads.append(tensor)
+        return tensor.numpy()
+
+    ran = BoxLbfgs(x, _quadratic(_spd(centre.size, 30.0), centre, x), memory=4).run(
+        12, lambda values: None, read=read
+    )
+    assert ran == 12 and len(reads) == 12
 
 
 def test_stops_when_no_descent_is_left():

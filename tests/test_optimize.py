@@ -1,24 +1,26 @@
-"""The scale pyramid, the objective's weighting, and both optimisers on a small network."""
+"""The scale pyramid, the objective's weighting, the Stylizer and the optimisers on a
+small network."""
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import LAYERS
 
-from nst_tf import losses, optimize
+from nst_tf import losses
 from nst_tf.config import Config
 from nst_tf.errors import ConfigError
-from nst_tf.features import FeatureExtractor
-from nst_tf.optimize import Objective, scale_sizes, stylize_arrays
+from nst_tf.objective import Targets
+from nst_tf.stylizer import Stylizer, scale_sizes, stylize_arrays
 
 RNG = np.random.default_rng(2)
-LAYERS = dict(content_layers=("block2_conv1",), style_layers=("block1_conv1", "block2_conv1"))
 
 
-@pytest.fixture(scope="module")
-def model():
-    keras.utils.set_random_seed(0)
-    return FeatureExtractor(["block1_conv1", "block2_conv1"], vgg_weights=None)
+def _targets(stylizer, content, style):
+    """The targets of a content and a style image as they are (no resizing)."""
+    objective, model = stylizer.objective, stylizer.model
+    content_features = model(content[None])
+    groups = objective.style_groups([objective.style_statistics(model(style[None]))], [1.0])
+    return Targets({n: content_features[n] for n in objective.content_weights}, groups)
 
 
 def _images(height=24, width=32):
@@ -48,11 +50,11 @@ def test_objective_applies_each_weight_once(model):
         style_layer_weights=(0.5, 4.0),
         **LAYERS,
     )
-    objective = Objective(model, config)
+    stylizer = Stylizer(config, model)
     content, style = _images()
-    targets = objective.targets(content[None], style[None])
+    targets = _targets(stylizer, content, style)
     image = RNG.uniform(0, 255, (1, 24, 32, 3)).astype(np.float32)
-    terms = {k: float(v) for k, v in objective(image, targets).items()}
+    terms = stylizer.evaluate(image, targets)
     features = model(image)
     expected_content = float(
         losses.content_loss(model(content[None])["block2_conv1"], features["block2_conv1"])[0]
@@ -61,7 +63,8 @@ def test_objective_applies_each_weight_once(model):
         n: losses.gram_matrix(model(style[None])[n]) for n in ("block1_conv1", "block2_conv1")
     }
     expected_layers = {
-        n: float(losses.style_layer_loss(gram_style[n], features[n])[0]) for n in gram_style
+        n: float(losses.gram_loss(gram_style[n], losses.gram_matrix(features[n]))[0])
+        for n in gram_style
     }
     expected_tv = float(losses.total_variation_loss(image)[0])
     assert terms["content"] == pytest.approx(expected_content, rel=1e-5)
@@ -133,20 +136,17 @@ def test_the_step_is_traced_once_per_scale(model, optimizer, xla):
 
 
 def test_xla_compiled_step_matches_the_plain_step(model):
-    config = Config(**LAYERS)
-    objective = Objective(model, config)
     content, style = _images(48, 64)
-    targets = objective.targets(content[None], style[None])
-    image = tf.Variable(RNG.uniform(0, 255, (1, 48, 64, 3)).astype(np.float32))
-    plain_step = optimize._value_and_grad_fn(objective, image, Config(xla="off", **LAYERS))
-    xla_step = optimize._value_and_grad_fn(objective, image, Config(xla="on", **LAYERS))
-    plain_terms, plain_grad = plain_step(targets)
-    xla_terms, xla_grad = xla_step(targets)
-    assert "HloModule" in xla_step.experimental_get_compiler_ir(targets)(stage="hlo")
+    plain = Stylizer(Config(xla="off", **LAYERS), model)
+    xla = Stylizer(Config(xla="on", **LAYERS), model)
+    targets = _targets(plain, content, style)
+    image = tf.constant(RNG.uniform(0, 255, (1, 48, 64, 3)).astype(np.float32))
+    plain_values, plain_grad = plain._step(image, targets)
+    xla_values, xla_grad = xla._step(image, targets)
+    assert "HloModule" in xla._step.experimental_get_compiler_ir(image, targets)(stage="hlo")
     with pytest.raises(ValueError, match="jit_compile"):
-        plain_step.experimental_get_compiler_ir(targets)
-    for name in ("total", "content", "style", "grad_norm"):
-        np.testing.assert_allclose(xla_terms[name], plain_terms[name], rtol=1e-5)
+        plain._step.experimental_get_compiler_ir(image, targets)
+    np.testing.assert_allclose(xla_values.numpy(), plain_values.numpy(), rtol=1e-5)
     scale = np.abs(plain_grad.numpy()).max()
     np.testing.assert_allclose(xla_grad.numpy(), plain_grad.numpy(), atol=1e-4 * scale)
 
@@ -220,15 +220,15 @@ def test_adam_steps_follow_a_numpy_adam(model, beta2):
         xla="off",
         **LAYERS,
     )
-    result = stylize_arrays(content, style, config, model=model)
-    objective = Objective(model, config)
-    targets = objective.targets(content[None], style[None])
+    stylizer = Stylizer(config, model)
+    result = stylizer.stylize(content, style)
+    targets = _targets(stylizer, content, style)
     x = content[None].astype(np.float64)
     m = v = 0.0
     for t in range(1, 4):
         image = tf.Variable(x.astype(np.float32))
         with tf.GradientTape() as tape:
-            total = objective(image, targets)["total"]
+            total = stylizer.objective.terms(image, model(image), targets)["total"]
         g = tape.gradient(total, image).numpy().astype(np.float64)
         m = 0.8 * m + 0.2 * g
         v = beta2 * v + (1 - beta2) * g * g

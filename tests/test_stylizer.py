@@ -1,0 +1,80 @@
+"""The Stylizer: one network and one compiled step for many images."""
+
+import numpy as np
+import pytest
+from conftest import LAYERS
+
+from nst_tf.config import Config
+from nst_tf.errors import ConfigError
+from nst_tf.stylizer import Stylizer, scale_steps
+
+RNG = np.random.default_rng(21)
+
+
+def _photo(height=24, width=32):
+    return RNG.uniform(0, 255, (height, width, 3)).astype(np.float32)
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_same_size_photos_trace_the_step_once(model, optimizer):
+    config = Config(size=32, min_size=0, steps=3, optimizer=optimizer, **LAYERS)
+    stylizer = Stylizer(config, model)
+    style = _photo(20, 20)
+    stylizer.stylize(_photo(), style)
+    after_first = stylizer.trace_count
+    assert after_first >= 1
+    for _ in range(2):
+        stylizer.stylize(_photo(), style)
+    assert stylizer.trace_count == after_first
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_a_reused_stylizer_gives_what_a_fresh_one_gives(model, optimizer):
+    """The compiled functions are reused, so the second photo's targets must reach them."""
+    config = Config(size=32, min_size=0, steps=4, optimizer=optimizer, **LAYERS)
+    first, second, style, other_style = _photo(), _photo(), _photo(20, 20), _photo(16, 16)
+    reused = Stylizer(config, model)
+    reused.stylize(first, style)
+    again = reused.stylize(second, other_style)
+    fresh = Stylizer(config, model).stylize(second, other_style)
+    np.testing.assert_allclose(again, fresh, atol=1e-3)
+    assert np.abs(again - second).max() > 1.0
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_one_host_read_per_step(model, optimizer):
+    config = Config(size=45, min_size=32, steps=4, coarse_steps=3, optimizer=optimizer, **LAYERS)
+    stylizer = Stylizer(config, model)
+    history = []
+    stylizer.stylize(_photo(48, 64), _photo(20, 20), callbacks=[history.append])
+    assert len(history) == sum(scale_steps(config)) == 7
+    assert stylizer.host_reads == len(history)
+
+
+def test_progress_counts_the_whole_run_and_estimates_what_is_left(model):
+    config = Config(size=45, min_size=32, steps=4, coarse_steps=3, **LAYERS)
+    history = []
+    Stylizer(config, model).stylize(_photo(48, 64), _photo(20, 20), callbacks=[history.append])
+    assert {p.total_steps for p in history} == {7}
+    assert [p.step for p in history] == list(range(1, 8))
+    elapsed = [p.elapsed for p in history]
+    assert elapsed == sorted(elapsed) and elapsed[0] > 0
+    # The estimate is the mean pace so far times the steps left.
+    third = history[2]
+    assert third.eta == pytest.approx(third.elapsed / 3 * 4)
+    assert history[-1].eta == 0
+
+
+def test_stylize_validates_its_config(model):
+    with pytest.raises(ConfigError, match="--steps"):
+        Stylizer(Config(steps=-1, **LAYERS), model)
+    with pytest.raises(ConfigError, match="unknown layer"):
+        Stylizer(Config(content_layers=("block9_conv9",)), model)
+
+
+def test_a_batch_and_a_single_image_share_the_loop(model):
+    config = Config(size=32, min_size=0, steps=2, **LAYERS)
+    stylizer = Stylizer(config, model)
+    batch = np.stack([_photo(), _photo()])
+    assert stylizer.stylize(batch, _photo(20, 20)).shape == (2, 24, 32, 3)
+    assert stylizer.stylize(batch[0], _photo(20, 20)).shape == (24, 32, 3)
