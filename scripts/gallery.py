@@ -18,8 +18,8 @@ from PIL import Image, ImageDraw
 
 from nst_tf import images
 from nst_tf.config import Config, validate
-from nst_tf.optimize import stylize_arrays
 from nst_tf.run import load_masks
+from nst_tf.stylizer import stylize_arrays
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "docs", "gallery")
