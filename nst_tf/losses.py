@@ -173,3 +173,22 @@ def total_variation_loss(images: tf.Tensor, normalization: str = "mean") -> tf.T
     if normalization == "course":
         return tv
     return tv / tf.cast(tf.reduce_prod(tf.shape(images)[1:]), tf.float32)
+
+
+def temporal_loss(images: tf.Tensor, warped: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
+    """Ruder et al.'s temporal loss: the weighted mean squared distance to a warped frame.
+
+    1/D sum c (x - w)^2 with D the number of pixel values: where the weights c are 1 (the
+    optical flow is reliable), the frame is held to the previous stylised frame warped
+    along the flow; where they are 0 (occluded or newly visible), it is free.
+
+    Args:
+        images: The frame being stylised, [batch, H, W, 3].
+        warped: The previous stylised frame warped to this one, [1 or batch, H, W, 3].
+        weights: Per-pixel weights in 0..1, [1 or batch, H, W, 1].
+
+    Returns:
+        Shape [batch].
+    """
+    squared = weights * tf.square(tf.cast(images, tf.float32) - warped)
+    return tf.reduce_mean(squared, axis=[1, 2, 3])

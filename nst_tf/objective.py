@@ -55,16 +55,30 @@ class StyleGroup(NamedTuple):
     masks: dict[str, tf.Tensor] | None = None
 
 
+class TemporalTarget(NamedTuple):
+    """What a video frame is held to: the previous stylised frame, warped to this one.
+
+    Attributes:
+        warped: The previous stylised frame warped along the optical flow, [1, H, W, 3].
+        weights: Where the flow is reliable, [1, H, W, 1] in 0..1 (0: occluded or new).
+    """
+
+    warped: tf.Tensor
+    weights: tf.Tensor
+
+
 class Targets(NamedTuple):
     """Everything the objective compares the generated image with, at one scale.
 
     Attributes:
         content: Content layer name -> activations of the content image [batch, h, w, C].
         styles: The style groups.
+        temporal: For a video frame, the warped previous frame; else None.
     """
 
     content: dict[str, tf.Tensor]
     styles: tuple[StyleGroup, ...]
+    temporal: TemporalTarget | None = None
 
 
 class Objective:
@@ -73,9 +87,10 @@ class Objective:
     Args:
         config: The run's settings: layers and their weights, loss weights, the
             normalisation and the style loss.
+        temporal_weight: Weight of the temporal loss of video frames (0: no such term).
     """
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, temporal_weight: float = 0.0):
         self.normalization = config.normalization
         self.style_loss = config.style_loss
         self.content_weights = config.content_weights()
@@ -85,8 +100,12 @@ class Objective:
             "style": float(config.style_weight),
             "tv": float(config.tv_weight),
         }
+        temporal = ("temporal", "weighted/temporal") if temporal_weight else ()
+        if temporal_weight:
+            self.weights["temporal"] = float(temporal_weight)
         self.term_names = (
             ("total", "content", "style", "tv", "weighted/content", "weighted/tv")
+            + temporal
             + tuple(f"style/{name}" for name in self.style_weights)
             + tuple(f"weighted/style/{name}" for name in self.style_weights)
             + ("grad_norm",)
@@ -245,6 +264,13 @@ class Objective:
         terms["total"] += w["tv"] * terms["tv"]
         terms["weighted/content"] = w["content"] * terms["content"]
         terms["weighted/tv"] = w["tv"] * terms["tv"]
+        if "temporal" in w:
+            temporal = targets.temporal
+            terms["temporal"] = tf.reduce_sum(
+                losses.temporal_loss(image, temporal.warped, temporal.weights)
+            )
+            terms["weighted/temporal"] = w["temporal"] * terms["temporal"]
+            terms["total"] += terms["weighted/temporal"]
         for name, value in per_layer.items():
             terms[f"style/{name}"] = tf.reduce_sum(value)
             terms[f"weighted/style/{name}"] = (

@@ -24,7 +24,7 @@ from nst_tf.config import Config, layer_downsampling, validate
 from nst_tf.errors import ConfigError, Interrupted, NumericalError
 from nst_tf.features import FeatureExtractor, resolve_xla
 from nst_tf.images import scaled_shape
-from nst_tf.objective import LayerStats, Objective, StyleGroup, Targets
+from nst_tf.objective import LayerStats, Objective, StyleGroup, Targets, TemporalTarget
 from nst_tf.optimize import OPTIMIZERS
 
 
@@ -110,6 +110,9 @@ class Inputs:
         init: The start image for config.init, [1 or batch, h, w, 3], or None.
         masks: One [H, W] array in 0..1 per style image, or None.
         single: Whether the caller gave one [H, W, 3] image (and gets one back).
+        start: An image to start the first scale from instead of config.init, or None.
+        temporal: (warped previous frame [1, H, W, 3], weights [1, H, W, 1]) for a
+            video frame's temporal loss, or None.
     """
 
     content: tf.Tensor
@@ -118,6 +121,8 @@ class Inputs:
     init: tf.Tensor | None
     masks: list[np.ndarray] | None
     single: bool
+    start: tf.Tensor | None = None
+    temporal: tuple[tf.Tensor, tf.Tensor] | None = None
 
 
 class Stylizer:
@@ -126,6 +131,8 @@ class Stylizer:
     Args:
         config: The settings (validated here): the recipe of the result and how to run.
         model: A FeatureExtractor for config.layers; built from config when None.
+        temporal_weight: Weight of the temporal loss that holds video frames to the
+            previous stylised frame (0: none; see nst_tf.video).
 
     Example::
 
@@ -137,18 +144,27 @@ class Stylizer:
     # Compiled optimisers (with their image variable) kept for this many image shapes.
     CACHED_SHAPES = 8
 
-    def __init__(self, config: Config, model: FeatureExtractor | None = None):
+    def __init__(
+        self,
+        config: Config,
+        model: FeatureExtractor | None = None,
+        temporal_weight: float = 0.0,
+    ):
         self.config = validate(config)
         if model is None:
             model = FeatureExtractor(
                 config.layers, config.vgg_weights or "auto", config.precision, config.pooling
             )
         self.model = model
-        self.objective = Objective(config)
+        self.objective = Objective(config, temporal_weight)
         self.host_reads = 0
         self._traces = 0
         self._runners = OrderedDict()
-        self._step = tf.function(self._value_and_grad, jit_compile=self.xla)
+        # From a function object of its own: TensorFlow counts traces per Python function
+        # and would call one trace per Stylizer "retracing".
+        self._step = tf.function(
+            functools.partial(Stylizer._value_and_grad, self), jit_compile=self.xla
+        )
 
     @property
     def xla(self) -> bool:
@@ -278,8 +294,9 @@ class Stylizer:
         self._check_size(size, (height, width), *shapes)
         features = self.model(resize_images(inputs.content, height, width))
         content_targets = {name: features[name] for name in self.objective.content_weights}
+        temporal = self._temporal(inputs, (height, width))
         if inputs.fixed is not None:
-            return Targets(content_targets, inputs.fixed)
+            return Targets(content_targets, inputs.fixed, temporal)
         stats = [
             self.objective.style_statistics(self.model(resize_images(image, *shape)))
             for image, shape in zip(inputs.styles, shapes, strict=True)
@@ -291,6 +308,19 @@ class Stylizer:
                 config.blend_weights(len(stats)),
                 self._layer_masks(inputs.masks, (height, width), features),
             ),
+            temporal,
+        )
+
+    def _temporal(self, inputs: Inputs, shape: tuple[int, int]) -> TemporalTarget | None:
+        """The temporal target at this scale's shape; zero weights when there is none
+        (the first frame of a clip), so that every frame shares one compiled step."""
+        if "temporal" not in self.objective.weights:
+            return None
+        if inputs.temporal is None:
+            return TemporalTarget(tf.zeros((1, *shape, 3)), tf.zeros((1, *shape, 1)))
+        warped, weights = inputs.temporal
+        return TemporalTarget(
+            resize_images(warped, *shape), tf.image.resize(weights, shape, method="area")
         )
 
     def _layer_masks(self, masks, shape, features) -> list[dict[str, tf.Tensor]] | None:
@@ -314,6 +344,8 @@ class Stylizer:
         """The image the first scale starts from: content, noise, style or a given image."""
         config = self.config
         content = resize_images(inputs.content, *shape)
+        if inputs.start is not None:
+            return resize_images(inputs.start, *shape)
         noise = rng.uniform(tf.shape(content), 0.0, 255.0)
         if config.init == "noise":
             return noise
@@ -331,6 +363,9 @@ class Stylizer:
         init: np.ndarray | None = None,
         masks: Sequence[np.ndarray] | None = None,
         callbacks: Sequence[Callable[[Progress], None]] = (),
+        start: np.ndarray | None = None,
+        temporal: tuple[np.ndarray, np.ndarray] | None = None,
+        schedule: Sequence[tuple[int, int]] | None = None,
     ) -> np.ndarray:
         """Stylises a content image (or a batch) with one or more styles.
 
@@ -350,6 +385,12 @@ class Stylizer:
             masks: One [H, W] or [H, W, 1] array in 0..1 per style image, any
                 resolution, saying where each style applies (region-specific styles).
             callbacks: Called with a Progress after every step.
+            start: An image [H, W, 3] to start from instead of config.init (a video
+                frame starts from the previous stylised frame, warped).
+            temporal: For a Stylizer with a temporal weight: the previous stylised frame
+                warped to this one [H, W, 3] and where that warp is reliable [H, W] in
+                0..1.
+            schedule: (long side, steps) per scale, instead of config's pyramid.
 
         Returns:
             The result as float32, [H, W, 3] (or [batch, H, W, 3] for a batch).
@@ -360,8 +401,15 @@ class Stylizer:
         """
         config = self.config
         inputs = self.prepare(content, style, init, masks)
-        sizes = scale_sizes(config.min_size, config.size)
-        steps_per_scale = scale_steps(config)
+        if start is not None:
+            inputs.start = tf.constant(np.asarray(start, np.float32)[None])
+        if temporal is not None:
+            warped, weights = (np.asarray(a, np.float32) for a in temporal)
+            inputs.temporal = (tf.constant(warped[None]), tf.constant(weights[None, ..., None]))
+        if schedule:
+            sizes, steps_per_scale = (list(column) for column in zip(*schedule, strict=True))
+        else:
+            sizes, steps_per_scale = scale_sizes(config.min_size, config.size), scale_steps(config)
         state = checkpoints.RunState(config)
         position, restore_path = checkpoints.Position(), None
         if config.checkpoint_dir and config.resume:

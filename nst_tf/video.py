@@ -1,0 +1,464 @@
+"""Video without flicker: frames stylised in turn, each held to the previous one along the
+optical flow (Ruder, Dosovitskiy & Brox, "Artistic style transfer for videos", 2016).
+
+Each frame after the first starts from the previous stylised frame warped along the flow
+(OpenCV's DIS flow, computed on the content frames) and is held to it by a temporal loss
+wherever the flow is reliable: where the forward and backward flows agree and no motion
+boundary runs. One Stylizer serves the whole clip, so its step is compiled once per frame
+size. Finished frames are written atomically to a work directory beside the output; the
+same command again continues after the last finished frame, and the video is assembled
+at the end (with the input's audio track).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+from absl import logging
+
+from nst_tf import images
+from nst_tf.config import Config
+from nst_tf.errors import ConfigError, ImageError, OutputError
+
+FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg")
+FRAME_INITS = ("warped", "previous", "content")
+FLOWS = ("dis",)
+
+
+@dataclasses.dataclass
+class VideoSettings:
+    """What a video run adds to a Config.
+
+    Attributes:
+        temporal_weight: Weight of the temporal loss (0 turns it off).
+        frame_init: How a frame after the first starts: "warped" (the previous stylised
+            frame warped along the flow), "previous" (unwarped) or "content" (each frame
+            on its own: the flickering baseline).
+        frame_steps: Iterations for every frame after the first, at the output size (the
+            first frame gets the Config's whole multi-scale schedule).
+        flow: The optical flow: "dis" (OpenCV's DIS).
+        fps: Frame rate of the output; None: the input's (24 for a frames folder).
+        start: First frame to take, counted from 0.
+        frames: How many frames to take; None: to the end.
+    """
+
+    temporal_weight: float = 2e4
+    frame_init: str = "warped"
+    frame_steps: int = 60
+    flow: str = "dis"
+    fps: float | None = None
+    start: int = 0
+    frames: int | None = None
+
+    def validate(self) -> VideoSettings:
+        """Checks the settings; returns them.
+
+        Raises:
+            ConfigError: naming the setting and what would work.
+        """
+        if not np.isfinite(self.temporal_weight) or self.temporal_weight < 0:
+            raise ConfigError(
+                f"--temporal_weight must be a finite number >= 0, got {self.temporal_weight}"
+            )
+        if self.frame_init not in FRAME_INITS:
+            raise ConfigError(
+                f"--frame_init={self.frame_init!r} is unknown; choose {', '.join(FRAME_INITS)}"
+            )
+        if self.flow not in FLOWS:
+            raise ConfigError(f"--flow={self.flow!r} is unknown; choose {', '.join(FLOWS)}")
+        if self.frame_steps <= 0:
+            raise ConfigError(f"--frame_steps must be positive, got {self.frame_steps}")
+        if self.fps is not None and not (np.isfinite(self.fps) and 0 < self.fps <= 1000):
+            raise ConfigError(f"--fps must be in (0, 1000], got {self.fps}")
+        if self.start < 0:
+            raise ConfigError(f"--start must be >= 0 (a frame index from 0), got {self.start}")
+        if self.frames is not None and self.frames <= 0:
+            raise ConfigError(f"--frames must be positive, got {self.frames}")
+        return self
+
+
+# --- reading and writing ------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Clip:
+    """An input clip: a video file or a folder of frames.
+
+    Attributes:
+        path: The file or folder.
+        fps: Its frame rate (24 for a folder).
+        frames: Frame files of a folder input; None for a video file.
+    """
+
+    path: str
+    fps: float
+    frames: list[str] | None = None
+
+    def read(self, start: int = 0, count: int | None = None) -> Iterator[np.ndarray]:
+        """Yields frames [H, W, 3] uint8 from index `start`, at most `count` of them."""
+        stop = None if count is None else start + count
+        if self.frames is not None:
+            for path in self.frames[start:stop]:
+                yield images.to_uint8(images.load_image(path))
+            return
+        import imageio_ffmpeg  # pylint: disable=import-outside-toplevel
+
+        reader = imageio_ffmpeg.read_frames(self.path)
+        meta = next(reader)
+        width, height = meta["size"]
+        try:
+            for index, data in enumerate(reader):
+                if stop is not None and index >= stop:
+                    break
+                if index >= start:
+                    yield np.frombuffer(data, np.uint8).reshape(height, width, 3)
+        finally:
+            reader.close()
+
+
+def open_clip(path: str) -> Clip:
+    """Opens a video file or a folder of PNG/JPEG frames (sorted by name).
+
+    Raises:
+        ImageError: nothing there, an empty folder, or not a video.
+    """
+    if os.path.isdir(path):
+        frames = sorted(
+            os.path.join(path, name)
+            for name in os.listdir(path)
+            if os.path.splitext(name)[1].lower() in FRAME_EXTENSIONS
+        )
+        if not frames:
+            raise ImageError(f"--input={path!r} holds no PNG or JPEG frames")
+        return Clip(path, 24.0, frames)
+    if not os.path.isfile(path):
+        raise ImageError(f"--input={path!r}: no such file or folder; check the path")
+    import imageio_ffmpeg  # pylint: disable=import-outside-toplevel
+
+    try:
+        reader = imageio_ffmpeg.read_frames(path)
+        meta = next(reader)
+        reader.close()
+    except (OSError, RuntimeError, StopIteration) as err:
+        raise ImageError(f"--input={path!r} is not a video ffmpeg can read ({err})") from None
+    return Clip(path, float(meta.get("fps") or 24.0))
+
+
+def write_video(frames: list[str], path: str, fps: float, audio_from: str | None) -> None:
+    """Encodes frame files as H.264 into `path`, atomically, with audio_from's audio track.
+
+    Args:
+        frames: The frame files in order.
+        path: The .mp4 (or other ffmpeg container) to write.
+        fps: Frame rate.
+        audio_from: A video file whose audio (if any) is copied in; None for none.
+    """
+    import imageio_ffmpeg  # pylint: disable=import-outside-toplevel
+
+    first = images.load_image(frames[0])
+    height, width = first.shape[:2]
+    directory = os.path.dirname(os.path.abspath(path))
+    stem, ext = os.path.splitext(os.path.basename(path))
+    temp = os.path.join(directory, f".{stem}.{os.getpid()}.tmp{ext}")
+    # Map the encoded frames and, if there is one, the source's audio; ffmpeg's own choice
+    # would take the best video stream of all inputs, the source's included.
+    output_params = ["-map", "0:v:0"] + (["-map", "1:a?"] if audio_from else [])
+    writer = imageio_ffmpeg.write_frames(
+        temp,
+        (width, height),
+        fps=fps,
+        codec="libx264",
+        quality=8,
+        macro_block_size=2,
+        audio_path=audio_from,
+        audio_codec="copy" if audio_from else None,
+        output_params=output_params,
+    )
+    try:
+        writer.send(None)
+        for frame in frames:
+            writer.send(np.ascontiguousarray(images.to_uint8(images.load_image(frame))))
+        writer.close()
+        os.replace(temp, path)
+    except BaseException:
+        writer.close()
+        if os.path.exists(temp):
+            os.remove(temp)
+        raise
+
+
+def has_audio(path: str) -> bool:
+    """Whether a media file has an audio stream (as ffmpeg reports it)."""
+    import imageio_ffmpeg  # pylint: disable=import-outside-toplevel
+
+    probe = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", path],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return any("Audio:" in line for line in probe.stderr.splitlines() if "Stream #" in line)
+
+
+# --- optical flow --------------------------------------------------------------------------
+
+
+def _gray(frame: np.ndarray) -> np.ndarray:
+    import cv2  # pylint: disable=import-outside-toplevel
+
+    return cv2.cvtColor(images.to_uint8(frame), cv2.COLOR_RGB2GRAY)
+
+
+def optical_flow(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """DIS optical flow [H, W, 2] (dx, dy): where each pixel of `source` is in `target`."""
+    import cv2  # pylint: disable=import-outside-toplevel
+
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    return dis.calc(_gray(source), _gray(target), None)
+
+
+def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """Samples `image` at x + flow(x) for every pixel x (bilinear, edges repeated)."""
+    import cv2  # pylint: disable=import-outside-toplevel
+
+    height, width = flow.shape[:2]
+    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height))
+    return cv2.remap(
+        np.asarray(image, np.float32),
+        grid_x + flow[..., 0],
+        grid_y.astype(np.float32) + flow[..., 1],
+        interpolation=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+
+
+def consistency(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
+    """Ruder et al.'s reliability weights [H, W] in {0, 1} for frame t's pixels.
+
+    `backward` maps frame t to t-1, `forward` maps t-1 to t. A pixel is unreliable where
+    following the backward flow and then the forward flow does not come back (it was
+    occluded in t-1: disocclusion), or where the backward flow changes sharply (a motion
+    boundary).
+    """
+    forward_back = warp(forward, backward)
+    round_trip = np.sum((backward + forward_back) ** 2, axis=-1)
+    magnitude = np.sum(backward**2, axis=-1) + np.sum(forward_back**2, axis=-1)
+    disoccluded = round_trip > 0.01 * magnitude + 0.5
+    du_y, du_x = np.gradient(backward[..., 0])
+    dv_y, dv_x = np.gradient(backward[..., 1])
+    boundary = du_x**2 + du_y**2 + dv_x**2 + dv_y**2 > 0.01 * np.sum(backward**2, axis=-1) + 0.002
+    return (~(disoccluded | boundary)).astype(np.float32)
+
+
+def flicker(outputs: list[np.ndarray], contents: list[np.ndarray]) -> float:
+    """Mean absolute difference (0..255) between each output frame and the previous output
+    frame warped along the input's flow, over the pixels the consistency check keeps.
+
+    Args:
+        outputs: Stylised frames [H, W, 3], in order.
+        contents: The content frames they were made from, same size.
+    """
+    total, count = 0.0, 0.0
+    for t in range(1, len(outputs)):
+        backward = optical_flow(contents[t], contents[t - 1])
+        forward = optical_flow(contents[t - 1], contents[t])
+        weights = consistency(backward, forward)[..., None]
+        difference = np.abs(np.asarray(outputs[t], np.float32) - warp(outputs[t - 1], backward))
+        total += float(np.sum(weights * difference))
+        count += float(np.sum(weights)) * 3
+    return total / max(count, 1.0)
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+def work_dir_for(output: str) -> str:
+    """Where finished frames wait until the video is assembled: OUT.mp4 -> OUT.mp4.frames/."""
+    return os.path.abspath(output).rstrip(os.sep) + ".frames"
+
+
+def _recipe_key(config: Config, settings: VideoSettings, clip: Clip) -> str:
+    """A key of everything that shapes the frames: frames from other settings never mix."""
+    shaping = dataclasses.asdict(settings)
+    shaping.pop("fps")
+    values = {
+        "config": {
+            k: v
+            for k, v in config.to_dict().items()
+            if k not in ("output", "logdir", "log_every", "snapshot_every", "trace")
+        },
+        "video": shaping,
+        "input": os.path.abspath(clip.path),
+    }
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+
+
+@dataclasses.dataclass
+class FrameProgress:
+    """What stylize_video reports after each frame.
+
+    Attributes:
+        index: The frame's index in the clip's selection (0 = the first frame taken).
+        total: How many frames the run covers.
+        losses: The frame's final loss terms.
+        seconds: Wall time of this frame.
+        image: The stylised frame [H, W, 3] float32.
+    """
+
+    index: int
+    total: int
+    losses: dict[str, float]
+    seconds: float
+    image: np.ndarray
+
+
+def stylize_video(
+    config: Config,
+    settings: VideoSettings,
+    input_path: str,
+    output: str,
+    style,
+    stylizer=None,
+    on_frame: Callable[[FrameProgress], None] = lambda progress: None,
+    callbacks=(),
+) -> str:
+    """Stylises a clip frame by frame, resumably, and assembles the output.
+
+    Args:
+        config: The stylisation settings (size, steps, weights, layers...); config.steps and
+            config.min_size shape the first frame; settings.frame_steps the others.
+        settings: The video settings.
+        input_path: A video file or a folder of frames.
+        output: A video file (.mp4...) or a folder for PNG frames.
+        style: What Stylizer.stylize takes as style (images, or targets).
+        stylizer: A Stylizer to use (built from config with the temporal weight if None).
+        on_frame: Called after every finished frame.
+        callbacks: Passed to each frame's Stylizer.stylize (per-step progress).
+
+    Returns:
+        The output path.
+    """
+    from nst_tf.stylizer import Stylizer  # pylint: disable=import-outside-toplevel
+
+    settings.validate()
+    clip = open_clip(input_path)
+    total = len(clip.frames) if clip.frames is not None else None
+    to_folder = not os.path.splitext(output)[1]
+    work = output if to_folder else work_dir_for(output)
+    os.makedirs(work, exist_ok=True)
+    key = _recipe_key(config, settings, clip)
+    marker = os.path.join(work, "nst_tf_video.json")
+    if os.path.exists(marker):
+        with open(marker, encoding="utf-8") as f:
+            saved = json.load(f)
+        if saved.get("key") != key:
+            raise ConfigError(
+                f"{work} holds frames made with other settings; delete it to start again, "
+                "or run with the settings that made them"
+            )
+    else:
+        with images.atomic_write(marker, "w") as f:
+            json.dump({"key": key, "input": os.path.abspath(clip.path)}, f)
+    if stylizer is None:
+        stylizer = Stylizer(config, temporal_weight=settings.temporal_weight)
+    done = _finished_frames(work)
+    previous_content = previous_output = None
+    count = settings.frames
+    if total is not None:
+        count = min(count or total, total - settings.start)
+    index = 0
+    for index, frame in enumerate(clip.read(settings.start, settings.frames)):
+        content = np.asarray(frame, np.float32)
+        height, width = images.scaled_shape(*content.shape[:2], config.size)
+        content = _resize(content, height, width)
+        path = os.path.join(work, f"frame_{index:06d}.png")
+        if index < done:
+            previous_content, previous_output = content, images.load_image(path)
+            continue
+        begin = time.perf_counter()
+        history = []
+        kwargs = {}
+        if previous_output is not None:
+            kwargs = _temporal_kwargs(settings, content, previous_content, previous_output)
+        result = stylizer.stylize(content, style, callbacks=[history.append, *callbacks], **kwargs)
+        images.save_image(result, path)
+        previous_content, previous_output = content, images.load_image(path)
+        on_frame(
+            FrameProgress(
+                index,
+                count or 0,
+                history[-1].losses if history else {},
+                time.perf_counter() - begin,
+                result,
+            )
+        )
+    if index == 0 and previous_output is None:
+        raise ImageError(f"--input={input_path!r} has no frame at --start={settings.start}")
+    frames = sorted(glob.glob(os.path.join(work, "frame_*.png")))
+    if not to_folder:
+        fps = settings.fps or clip.fps
+        write_video(frames, output, fps, clip.path if clip.frames is None else None)
+        shutil.rmtree(work)
+    else:
+        os.remove(marker)
+    return output
+
+
+def _temporal_kwargs(settings, content, previous_content, previous_output) -> dict:
+    """The start image, temporal target and schedule of a frame after the first."""
+    backward = optical_flow(content, previous_content)
+    forward = optical_flow(previous_content, content)
+    warped = np.clip(warp(previous_output, backward), 0, 255)
+    weights = consistency(backward, forward)
+    start = {"warped": warped, "previous": previous_output, "content": None}[settings.frame_init]
+    kwargs = {"schedule": [(max(content.shape[:2]), settings.frame_steps)]}
+    if start is not None:
+        kwargs["start"] = start
+    if settings.temporal_weight:
+        kwargs["temporal"] = (warped, weights)
+    return kwargs
+
+
+def _finished_frames(work: str) -> int:
+    """How many frames in a row, from the first, are already in the work directory."""
+    count = 0
+    while os.path.exists(os.path.join(work, f"frame_{count:06d}.png")):
+        count += 1
+    return count
+
+
+def _resize(frame: np.ndarray, height: int, width: int) -> np.ndarray:
+    if frame.shape[:2] == (height, width):
+        return frame
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+
+    pil = Image.fromarray(images.to_uint8(frame)).resize((width, height), Image.Resampling.LANCZOS)
+    return np.asarray(pil, np.float32)
+
+
+def check_output(output: str) -> None:
+    """Refuses an output that cannot be written before any frame is stylised.
+
+    Raises:
+        OutputError: the folder or file's directory is not writable, or it is a folder
+            given as a video file.
+    """
+    target = output if not os.path.splitext(output)[1] else os.path.dirname(output) or "."
+    target = os.path.abspath(target)
+    probe = target if os.path.isdir(target) else os.path.dirname(target)
+    if not os.access(probe, os.W_OK):
+        raise OutputError(f"--output={output!r}: {probe} is not writable")
+    if os.path.splitext(output)[1] and os.path.isdir(output):
+        raise OutputError(
+            f"--output={output!r} is a folder; give a video file or drop the extension"
+        )
+    logging.debug("output %s is writable", output)
