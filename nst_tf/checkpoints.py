@@ -67,6 +67,22 @@ class RunState:
         )
 
 
+# What TensorFlow's checkpoint reader raises on damaged files: its own errors, or builtin
+# exceptions its C++ status codes are mapped to (IndexError for "read less bytes than
+# requested", for one); then ours for a settings value that is not JSON.
+_DAMAGE = (
+    tf.errors.OpError,
+    ValueError,
+    KeyError,
+    TypeError,
+    AttributeError,
+    IndexError,
+    UnicodeError,
+    RuntimeError,
+    OSError,
+)
+
+
 def _damaged(directory: str) -> ConfigError:
     return ConfigError(
         f"the checkpoint in {shown(directory)} is damaged; run without --resume to start again"
@@ -90,7 +106,7 @@ def read_position(directory: str, config: Config) -> tuple[str, Position]:
     checkpoint_files.check_ours(directory)
     try:
         path = tf.train.latest_checkpoint(directory) if os.path.isdir(directory) else None
-    except (tf.errors.OpError, text_format.ParseError, ValueError, UnicodeDecodeError):
+    except (text_format.ParseError, *_DAMAGE):
         raise _damaged(directory) from None
     if path is None:
         if any(name != "checkpoint" for name in checkpoint_files.our_files(directory)):
@@ -107,7 +123,7 @@ def read_position(directory: str, config: Config) -> tuple[str, Position]:
 
         saved = json.loads(value("settings").decode())
         position = Position(int(value("scale")), int(value("scale_step")), int(value("step")))
-    except (tf.errors.OpError, ValueError, KeyError, TypeError, AttributeError, UnicodeError):
+    except _DAMAGE:
         raise _damaged(directory) from None
     if not isinstance(saved, dict):
         raise _damaged(directory)

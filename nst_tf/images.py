@@ -72,9 +72,24 @@ def _decode(file, limit: int | None) -> Image.Image:
         if limit is not None and img.format in ("JPEG", "MPO"):
             img.draft("RGB", (limit, limit))  # never below the requested size
         img.load()
-        img = _to_rgb(ImageOps.exif_transpose(img))
+        ImageOps.exif_transpose(img, in_place=True)
+        if limit is not None and max(img.size) >= 2 * limit:
+            img = _reduced(img, max(img.size) // limit)
+        img = _to_rgb(img)
     if limit is not None and max(img.size) > limit:
         img = resize_longest(img, limit)
+    return img
+
+
+def _reduced(img: Image.Image, factor: int) -> Image.Image:
+    """Box-averages `factor` x `factor` blocks in the image's own mode, before any copy in
+    RGB (3x the pixels of a grayscale image) is made; the longest side stays >= the
+    limit, and a Lanczos resize follows. Palette and 16-bit images are left whole: their
+    values are indices, or not what Pillow's reduce handles."""
+    if img.mode == "1":
+        img = img.convert("L")
+    if img.mode in ("L", "LA", "RGB", "RGBA", "CMYK", "I", "F"):
+        img = img.reduce(factor)
     return img
 
 
