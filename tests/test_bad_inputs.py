@@ -615,3 +615,12 @@ def test_style_name_with_a_comma_is_one_entry(d):
     shutil.copy(d / "style.jpg", d / "Starry Night, 1889.jpg")
     # Refused only later, for memory: the name was found whole.
     refuse(d, "memory", size=12000, style=d / "Starry Night, 1889.jpg")
+
+
+def test_run_refused_after_tensorflow_loads_leaves_trace_and_checkpoints_untouched(d):
+    (d / "old.jsonl").write_bytes(PRECIOUS)
+    before = snapshot(d)
+    # Refused inside the loop (the image is too small for block5_conv1): the earlier trace
+    # keeps its lines and no checkpoint directory is left behind.
+    refuse(d, "too small", alone=False, size=12, min_size=0, trace=d / "old.jsonl")
+    assert snapshot(d) == before
