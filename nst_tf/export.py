@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 
 from nst_tf import __version__
-from nst_tf.config import Config
+from nst_tf.config import Config, layer_downsampling
 from nst_tf.errors import OutputError
 from nst_tf.features import IMAGENET_MEAN_BGR, FeatureExtractor
 from nst_tf.images import check_output_path, load_image
@@ -75,7 +75,8 @@ def describe_model(model: FeatureExtractor) -> dict:
         "gram_normalization": "divided by height * width of the layer",
         "input": {
             "dtype": "float32",
-            "shape": "[batch, height, width, 3], any batch size and image size",
+            "shape": "[batch, height, width, 3], any batch size, height and width "
+            f"at least {max(map(layer_downsampling, model.layer_names))} px",
             "range": [0, 255],
             "channel_order": "RGB",
         },
