@@ -30,7 +30,7 @@ flags.DEFINE_string("content", _D.content, "Content image; default: the built-in
 flags.DEFINE_string(
     "style",
     _D.style,
-    "Style images or folders, comma-separated (an existing name with a comma counts whole); "
+    "Style images or folders, comma-separated (an existing name with commas counts whole); "
     "default: the built-in sample.",
 )
 flags.DEFINE_string("output", _D.output, "Output image (.png or .jpg), written atomically.")
@@ -104,7 +104,7 @@ flags.DEFINE_string("style_loss", _D.style_loss, "gram (Gatys) or wasserstein (m
 flags.DEFINE_string(
     "style_mask",
     ",".join(_D.style_mask),
-    "One grayscale mask per --style entry, comma-separated (a name with a comma as a whole).",
+    "One grayscale mask per --style entry, comma-separated (as --style).",
 )
 
 # --- export -------------------------------------------------------------------------

@@ -54,11 +54,24 @@ def split_list(value: str) -> list[str]:
 
 
 def split_paths(value: str) -> list[str]:
-    """Comma-separated paths, except that a value naming an existing file or folder as a
-    whole is one path, commas and all ("Starry Night, 1889.jpg")."""
-    if value and os.path.exists(value):
-        return [value]
-    return split_list(value)
+    """Comma-separated paths, where the longest run of parts that names an existing file
+    or folder is one path, commas and all: "Starry Night, 1889.jpg,b.png" gives two."""
+    parts = value.split(",")
+    found, start = [], 0
+    while start < len(parts):
+        end = next(
+            (
+                stop
+                for stop in range(len(parts), start + 1, -1)
+                if os.path.exists(",".join(parts[start:stop]).strip())
+            ),
+            start + 1,
+        )
+        entry = ",".join(parts[start:end]).strip()
+        if entry:
+            found.append(entry)
+        start = end
+    return found
 
 
 def layer_channels(layer: str) -> int:

@@ -122,10 +122,10 @@ def load_inputs(
     if config.style_targets:
         style = load_style_targets(config.style_targets)
     else:
-        paths = config.style_paths() or [images.sample_path("style")]
+        files = config.style_paths() or [images.sample_path("style")]
         style = [
             images.load_image(path, limit=round(limit * config.scale_of(i)))
-            for i, path in enumerate(paths)
+            for i, path in enumerate(files)
         ]
     init = None
     if config.init not in INIT_KEYWORDS:

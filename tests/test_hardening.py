@@ -347,3 +347,27 @@ def test_describe_reads_json_and_never_loads_the_model(tmp_path):
     os.mkfifo(export / "nst_tf.json")
     with pytest.raises(OutputError, match="FIFO"):
         read_metadata(str(export))
+
+
+def test_names_with_commas_survive_blending_and_folders(tmp_path):
+    named = tmp_path / "Starry Night, 1889.jpg"
+    named.write_bytes(b"x")
+    (tmp_path / "b.png").write_bytes(b"x")
+    assert split_paths(f"{named}, {tmp_path}/b.png,missing.png") == [
+        str(named),
+        f"{tmp_path}/b.png",
+        "missing.png",
+    ]
+    folder = tmp_path / "styles"
+    folder.mkdir()
+    Image.new("RGB", (8, 8)).save(folder / "Wave, 1831.png")
+    Image.new("RGB", (8, 8)).save(folder / "z.png")
+    from nst_tf.run import expand_styles
+
+    expanded = expand_styles(Config(style=f"{folder},{named}"))
+    assert expanded.style_paths() == [
+        str(folder / "Wave, 1831.png"),
+        str(folder / "z.png"),
+        str(named),
+    ]
+    assert expanded.style_blend_weights == (0.25, 0.25, 0.5)
