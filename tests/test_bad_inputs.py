@@ -15,11 +15,10 @@ import os
 import pickle
 import pickletools
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from clis import run_cli, run_export
 from PIL import Image
 from pngs import bilevel_png
 
@@ -27,16 +26,6 @@ from nst_tf import weights
 from nst_tf.config import VGG19_CONV_LAYERS, default_checkpoint_dir
 
 PRECIOUS = b"precious: an earlier result the user wants to keep"
-
-
-def run_cli(*args, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "nst_tf", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=300,
-    )
 
 
 def random_image(height: int = 40, width: int = 50, seed: int = 0) -> Image.Image:
@@ -492,12 +481,7 @@ def test_newline_in_a_path_keeps_the_error_on_one_line(d):
 
 def test_help_lists_each_commands_own_flags(d):
     stylize = run_cli("--help", cwd=d)
-    export = subprocess.run(
-        [sys.executable, "-c", "from nst_tf.cli import export_main; export_main()", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    export = run_export("--help")
     # (absl's --help exits with status 1; what matters here is what it lists.)
     assert "--content:" in stylize.stdout and "--style_layer_weight_exp:" in stylize.stdout
     assert "--export_dir:" not in stylize.stdout

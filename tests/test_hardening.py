@@ -15,6 +15,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from clis import run_cli, run_export
 from PIL import Image
 from pngs import bilevel_png
 
@@ -32,17 +33,6 @@ TINY = [
     "--content_layers=block2_conv1",
     "--log_every=1",
 ]
-
-
-def nst_tf(*args, cwd=None, **kwargs):
-    return subprocess.run(
-        [sys.executable, "-m", "nst_tf", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=cwd,
-        **kwargs,
-    )
 
 
 def one_error_line(result) -> str:
@@ -87,7 +77,7 @@ def finished(tmp_path_factory):
     """A finished tiny run with checkpoints every step: (folder, output, checkpoint dir)."""
     folder = tmp_path_factory.mktemp("finished")
     out = folder / "out.png"
-    result = nst_tf(*TINY, f"--output={out}")
+    result = run_cli(*TINY, f"--output={out}")
     assert result.returncode == 0, result.stderr
     return folder, out, folder / "out.ckpt"
 
@@ -95,7 +85,7 @@ def finished(tmp_path_factory):
 def test_resuming_a_finished_run_says_so(finished):
     folder, out, ckpt = finished
     before = out.read_bytes()
-    result = nst_tf(*TINY, f"--output={out}", "--resume")
+    result = run_cli(*TINY, f"--output={out}", "--resume")
     assert result.returncode == 0, result.stderr
     assert "is of a finished run: no step left" in result.stderr
     assert "nan" not in result.stderr and "done: 0 steps" not in result.stderr
@@ -149,7 +139,7 @@ def test_damaged_checkpoint_on_resume_is_one_line(tmp_path, finished, damage, su
     )
     target = copy / ("checkpoint" if suffix == "checkpoint" else f"ckpt-{newest}{suffix}")
     damage(target)
-    result = nst_tf(*TINY, f"--output={mine}", "--resume")
+    result = run_cli(*TINY, f"--output={mine}", "--resume")
     assert result.returncode == 1
     line = one_error_line(result)
     assert f"the checkpoint in {copy} is damaged; run without --resume to start again" in line
@@ -225,18 +215,8 @@ def test_a_family_of_written_files_is_checked_by_its_pattern(tmp_path):
 def test_targets_out_equal_to_the_style_is_refused(tmp_path):
     Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / "p.jpg")
     before = (tmp_path / "p.jpg").read_bytes()
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from nst_tf.cli import export_main; export_main()",
-            f"--style={tmp_path}/p.jpg",
-            f"--targets_out={tmp_path}/sub/../p.jpg",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=tmp_path,
+    result = run_export(
+        f"--style={tmp_path}/p.jpg", f"--targets_out={tmp_path}/sub/../p.jpg", cwd=tmp_path
     )
     assert result.returncode == 1
     line = one_error_line(result)
@@ -316,17 +296,7 @@ def test_export_honours_the_umask_and_describes_from_json(tmp_path):
     assert result.returncode == 0, result.stderr
     export = tmp_path / "features"
     assert stat.S_IMODE(export.stat().st_mode) == 0o755
-    described = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from nst_tf.cli import export_main; export_main()",
-            f"--describe={export}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    described = run_export(f"--describe={export}")
     assert described.returncode == 0, described.stderr
     meta = json.loads(described.stdout)
     assert meta["layers"] == ["block1_conv1"] and meta["weights"]["kind"] == "random (untrained)"
