@@ -24,8 +24,11 @@ from nst_tf.weights import find_weights
 
 
 def _check_weights_input(written, vgg_weights, inputs=()) -> None:
-    """Refuses a written path that is, or contains, an input of the export."""
-    source = None if vgg_weights is None else find_weights(vgg_weights)
+    """Refuses a written path that is, or contains, an input of the export.
+
+    (Random weights read nothing; "download" is left to Keras, which writes its own cache.)
+    """
+    source = None if vgg_weights in (None, "download") else find_weights(vgg_weights)
     check_no_overlap(written, [*inputs, ("vgg_weights", source.path if source else None)])
 
 
