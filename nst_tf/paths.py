@@ -48,6 +48,11 @@ def _kind(mode: int) -> str | None:
     return "not a regular file"
 
 
+def _not_regular(label: str, mode: int, error: type[NstError]) -> NstError:
+    hint = "a file in it" if stat.S_ISDIR(mode) else "a regular file"
+    return error(f"{label} is {_kind(mode)}; give {hint}")
+
+
 def _stat_error(label: str, err: OSError, error: type[NstError]) -> NstError:
     if err.errno == errno.ELOOP:
         return error(f"{label} is a symbolic link loop; point it at a real file")
@@ -74,9 +79,8 @@ def check_regular_file(path: str, error: type[NstError], label: str | None = Non
         mode = os.stat(path).st_mode
     except OSError as err:
         raise _stat_error(label, err, error) from None
-    kind = _kind(mode)
-    if kind:
-        raise error(f"{label} is {kind}; give {'a file in it' if 'dir' in kind else 'a file'}")
+    if not stat.S_ISREG(mode):
+        raise _not_regular(label, mode, error)
 
 
 def open_regular(path: str, error: type[NstError], label: str | None = None):
@@ -93,12 +97,12 @@ def open_regular(path: str, error: type[NstError], label: str | None = None):
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError as err:
         if err.errno == errno.EISDIR:
-            raise error(f"{label} is a directory; give a file in it") from None
+            raise _not_regular(label, stat.S_IFDIR, error) from None
         raise _stat_error(label, err, error) from None
-    kind = _kind(os.fstat(fd).st_mode)
-    if kind:
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
         os.close(fd)
-        raise error(f"{label} is {kind}; give {'a file in it' if 'dir' in kind else 'a file'}")
+        raise _not_regular(label, mode, error)
     if hasattr(os, "set_blocking"):
         os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
