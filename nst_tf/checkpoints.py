@@ -13,9 +13,12 @@ import json
 import os
 
 import tensorflow as tf
+from google.protobuf import text_format
 
+from nst_tf import checkpoint_files
 from nst_tf.config import Config
 from nst_tf.errors import ConfigError
+from nst_tf.paths import shown
 
 # Settings that do not change the image a run produces; they may differ on resume.
 _FREE_SETTINGS = {"output", "logdir", "snapshot_every", "log_every", "checkpoint_dir", "resume"}
@@ -64,41 +67,81 @@ class RunState:
         )
 
 
+# What TensorFlow's checkpoint reader raises on damaged files: its own errors, or builtin
+# exceptions its C++ status codes are mapped to (IndexError for "read less bytes than
+# requested", for one); then ours for a settings value that is not JSON.
+_DAMAGE = (
+    tf.errors.OpError,
+    ValueError,
+    KeyError,
+    TypeError,
+    AttributeError,
+    IndexError,
+    UnicodeError,
+    RuntimeError,
+    OSError,
+)
+
+
+def _damaged(directory: str) -> ConfigError:
+    return ConfigError(
+        f"the checkpoint in {shown(directory)} is damaged; run without --resume to start again"
+    )
+
+
 def read_position(directory: str, config: Config) -> tuple[str, Position]:
-    """Finds the newest checkpoint in `directory` and checks it suits `config`.
+    """Finds the newest checkpoint in `directory`, verifies it whole, and checks it suits
+    `config`.
+
+    Every tensor is read here (TensorFlow checks each one's CRC as it reads), so that the
+    restore that follows cannot fail on a truncated, emptied or altered file.
 
     Returns:
         (checkpoint path, position).
 
     Raises:
-        ConfigError: no checkpoint, or one made with settings that change the result.
+        ConfigError: no checkpoint, foreign files in the directory, a damaged checkpoint,
+            or one made with settings that change the result.
     """
-    path = tf.train.latest_checkpoint(directory) if os.path.isdir(directory) else None
+    checkpoint_files.check_ours(directory)
+    try:
+        path = tf.train.latest_checkpoint(directory) if os.path.isdir(directory) else None
+    except (text_format.ParseError, *_DAMAGE):
+        raise _damaged(directory) from None
     if path is None:
+        if any(name != "checkpoint" for name in checkpoint_files.our_files(directory)):
+            raise _damaged(directory)  # checkpoint data without a readable index of it
         raise ConfigError(
-            f"no checkpoint to resume in {directory}; run without --resume to start afresh"
+            f"no checkpoint to resume in {shown(directory)}; run without --resume to start afresh"
         )
-    reader = tf.train.load_checkpoint(path)
+    try:
+        reader = tf.train.load_checkpoint(path)
+        tensors = {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
 
-    def value(name):
-        return reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE")
+        def value(name):
+            return tensors[f"{name}/.ATTRIBUTES/VARIABLE_VALUE"]
 
-    saved = json.loads(value("settings").decode())
+        saved = json.loads(value("settings").decode())
+        position = Position(int(value("scale")), int(value("scale_step")), int(value("step")))
+    except _DAMAGE:
+        raise _damaged(directory) from None
+    if not isinstance(saved, dict):
+        raise _damaged(directory)
     current = json.loads(settings_json(config))
     changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     if changed:
         diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
         raise ConfigError(
-            f"the checkpoint in {directory} was made with other settings ({diffs}); "
+            f"the checkpoint in {shown(directory)} was made with other settings ({diffs}); "
             "resume with the original settings or start afresh without --resume"
         )
-    return path, Position(int(value("scale")), int(value("scale_step")), int(value("step")))
+    return path, position
 
 
 def clear(directory: str) -> None:
-    """Removes a previous run's checkpoints (only the files tf.train writes there)."""
-    if not os.path.isdir(directory):
-        return
-    for name in os.listdir(directory):
-        if name == "checkpoint" or name.startswith("ckpt-"):
-            os.remove(os.path.join(directory, name))
+    """Removes a previous run's checkpoints: only the files this program wrote there.
+
+    Raises:
+        ConfigError: the directory holds checkpoint files another program wrote.
+    """
+    checkpoint_files.clear(directory)

@@ -6,6 +6,7 @@ Settings are checked before TensorFlow is imported, so mistakes are reported at 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging as std_logging
 import os
@@ -16,6 +17,7 @@ from absl import app, flags, logging
 
 from nst_tf.config import OPTIMIZERS, Config, validate
 from nst_tf.errors import ConfigError, Interrupted, NstError
+from nst_tf.paths import shown
 
 # TensorFlow's C++ start-up chatter would bury our one-line messages.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -25,7 +27,12 @@ FLAGS = flags.FLAGS
 
 # --- stylise ------------------------------------------------------------------------
 flags.DEFINE_string("content", _D.content, "Content image; default: the built-in sample.")
-flags.DEFINE_string("style", _D.style, "Style image; default: the built-in sample.")
+flags.DEFINE_string(
+    "style",
+    _D.style,
+    "Style images or folders, comma-separated (an existing name with commas counts whole); "
+    "default: the built-in sample.",
+)
 flags.DEFINE_string("output", _D.output, "Output image (.png or .jpg), written atomically.")
 flags.DEFINE_integer("size", _D.size, "Longest side of the output, in pixels.")
 flags.DEFINE_integer(
@@ -94,7 +101,11 @@ flags.DEFINE_float("init_noise_ratio", _D.init_noise_ratio, "Noise blended into 
 flags.DEFINE_string("preserve_color", _D.preserve_color, "none, luminance or histogram.")
 flags.DEFINE_string("color_space", _D.color_space, "yuv, ycbcr or lab (for luminance).")
 flags.DEFINE_string("style_loss", _D.style_loss, "gram (Gatys) or wasserstein (mean + covariance).")
-flags.DEFINE_list("style_mask", list(_D.style_mask), "One grayscale mask per --style entry.")
+flags.DEFINE_string(
+    "style_mask",
+    ",".join(_D.style_mask),
+    "One grayscale mask per --style entry, comma-separated (as --style).",
+)
 
 # --- export -------------------------------------------------------------------------
 flags.DEFINE_string("export_dir", None, "nst-tf-export: directory for the SavedModel.")
@@ -174,20 +185,60 @@ def _guarded(body) -> int:
             f"{err}; install nst_tf with TensorFlow: `pip install -e '.[cpu]'` (or '.[gpu]')", 1
         )
     except Interrupted as stop:
-        name = signal.Signals(stop.signum).name
-        return _fail(
-            f"stopped by {name} at step {stop.step}; image and checkpoint saved; "
-            "run the same command with --resume to continue",
-            128 + stop.signum,
-        )
+        return _fail(_stopped(stop), 128 + stop.signum)
     except KeyboardInterrupt:
-        return _fail("interrupted before the run started; nothing was written", 130)
+        # Before the run started, or a second Ctrl-C during it: files are written whole
+        # or not at all, so none is left half-written.
+        return _fail("stopped at once; nothing more was written and no file is half-written", 130)
     return 0
+
+
+def _stopped(stop: Interrupted) -> str:
+    """What an interrupted run saved, truthfully."""
+    said = f"stopped by {signal.Signals(stop.signum).name} at step {stop.step}"
+    image = f"image saved to {shown(stop.output)}" if stop.output else "no image saved"
+    if stop.checkpoint_dir:
+        return (
+            f"{said}; {image} and a checkpoint to {shown(stop.checkpoint_dir)}; "
+            "run the same command with --resume to continue"
+        )
+    return f"{said}; {image}; no checkpoint (--checkpoint_every=0), so the run cannot be resumed"
+
+
+# The flags each command lists under --help (--helpfull lists every flag).
+_STYLIZE_FLAGS = tuple(field.name for field in dataclasses.fields(Config))
+_EXPORT_FLAGS = (
+    "export_dir",
+    "describe",
+    "targets_out",
+    "layers",
+    "style",
+    "style_layers",
+    "size",
+    "normalization",
+    "pooling",
+    "precision",
+    "vgg_weights",
+)
+
+
+def _run(main, names: tuple[str, ...]) -> None:
+    # absl's --help lists the key flags of the program's main module; ours are defined
+    # here, so they are declared key flags of the program being run.
+    for name in names:
+        FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
+    app.run(main, flags_parser=_parse)
+
+
+def _positional(argv: list[str]) -> int:
+    """Exit status 2 (a usage error, as for a malformed flag) for stray arguments."""
+    words = " ".join(shown(word) for word in argv[1:])
+    return _fail(f"unexpected arguments {words}; all options are --flags (see --help)", 2)
 
 
 def _stylize_main(argv: list[str]) -> int:
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])}; all options are --flags")
+        return _positional(argv)
 
     def body():
         from nst_tf.run import stylize  # pylint: disable=import-outside-toplevel
@@ -201,7 +252,7 @@ def _stylize_main(argv: list[str]) -> int:
 
 def _export_main(argv: list[str]) -> int:
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])}; all options are --flags")
+        return _positional(argv)
 
     def body():
         if FLAGS.describe:
@@ -247,9 +298,9 @@ def _export_main(argv: list[str]) -> int:
 
 def main() -> None:
     """Entry point of `nst-tf`."""
-    app.run(_stylize_main, flags_parser=_parse)
+    _run(_stylize_main, _STYLIZE_FLAGS)
 
 
 def export_main() -> None:
     """Entry point of `nst-tf-export`."""
-    app.run(_export_main, flags_parser=_parse)
+    _run(_export_main, _EXPORT_FLAGS)

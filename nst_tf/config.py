@@ -48,6 +48,38 @@ def layer_downsampling(layer: str) -> int:
     return 2 ** (block - 1)
 
 
+def split_list(value: str) -> list[str]:
+    """A comma-separated flag value as its non-empty, stripped parts."""
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def split_paths(value: str) -> list[str]:
+    """Comma-separated paths, where the longest run of parts that names an existing file
+    or folder is one path, commas and all: "Starry Night, 1889.jpg,b.png" gives two."""
+    parts = value.split(",")
+    found, start = [], 0
+    while start < len(parts):
+        end = next(
+            (
+                stop
+                for stop in range(len(parts), start + 1, -1)
+                if os.path.exists(",".join(parts[start:stop]).strip())
+            ),
+            start + 1,
+        )
+        entry = ",".join(parts[start:end]).strip()
+        if entry:
+            found.append(entry)
+        start = end
+    return found
+
+
+def layer_channels(layer: str) -> int:
+    """How many channels (feature maps) a VGG19 convolution has: 64 in block 1, doubling
+    per block up to 512."""
+    return min(64 * layer_downsampling(layer), 512)
+
+
 @dataclasses.dataclass
 class Config:
     """Everything that defines a stylisation run.
@@ -172,7 +204,7 @@ class Config:
         for name in _LIST_SETTINGS:
             value = getattr(self, name)
             if isinstance(value, str):
-                value = [part.strip() for part in value.split(",") if part.strip()]
+                value = split_paths(value) if name == "style_mask" else split_list(value)
             setattr(self, name, tuple(value))
 
     @property
@@ -195,8 +227,8 @@ class Config:
         return {name: 1.0 / len(self.content_layers) for name in self.content_layers}
 
     def style_paths(self) -> list[str]:
-        """The --style entries (comma-separated); folders are expanded by the loader."""
-        return [part.strip() for part in (self.style or "").split(",") if part.strip()]
+        """The --style entries (see split_paths); folders are expanded by the loader."""
+        return split_paths(self.style or "")
 
     def blend_weights(self, count: int) -> list[float]:
         """Normalised blend weights for `count` style images (equal by default)."""
@@ -388,6 +420,17 @@ def validate(config: Config) -> Config:
     exp = config.style_layer_weight_exp
     if not math.isfinite(exp) or exp <= 0:
         raise ConfigError(f"--style_layer_weight_exp must be a positive number, got {exp}")
+    try:
+        layer_weights = list(config.layer_weights().values())
+    except OverflowError:
+        layer_weights = [math.nan]
+    if not config.style_layer_weights and not (
+        all(math.isfinite(w) for w in layer_weights) and sum(layer_weights) > 0
+    ):
+        raise ConfigError(
+            f"--style_layer_weight_exp={exp} overflows over {len(config.style_layers)} layers "
+            f"(it weighs layer l by exp**l); use a value between 1e-3 and 1e3"
+        )
     styles = config.style_paths()
     _check_list_weights("style_blend_weights", config.style_blend_weights)
     if config.style_blend_weights:
@@ -426,14 +469,4 @@ def validate(config: Config) -> Config:
         raise ConfigError("--output is empty: give the path of the image to write")
     if config.style and config.style_targets:
         raise ConfigError("give --style or --style_targets, not both")
-    inputs = [p for p in (config.content, config.style_targets) if p] + styles
-    inputs += list(config.style_mask)
-    if config.init not in INIT_KEYWORDS:
-        inputs.append(config.init)
-    out = os.path.realpath(config.output)
-    for path in inputs:
-        if os.path.realpath(path) == out:
-            raise ConfigError(
-                f"--output={config.output} is also an input image; write the result elsewhere"
-            )
     return config

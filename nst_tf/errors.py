@@ -33,10 +33,20 @@ class NumericalError(NstError):
 
 
 class Interrupted(Exception):  # noqa: N818 - an event, not a failure
-    """The run was stopped by a signal; `image` holds the image at that moment."""
+    """The run was stopped by a signal; `image` holds the image at that moment.
+
+    Attributes:
+        signum: The signal.
+        step: The last step done.
+        image: The image at that step (None until the loop fills it in).
+        output: Where the image was saved (None: not saved).
+        checkpoint_dir: Where a checkpoint of that step was saved (None: none was).
+    """
 
     def __init__(self, signum: int, step: int = 0, image=None):
         super().__init__(f"interrupted by signal {signum}")
         self.signum = signum
         self.step = step
         self.image = image
+        self.output = None
+        self.checkpoint_dir = None

@@ -4,19 +4,31 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Sequence
 
 import keras
 import tensorflow as tf
 
 from nst_tf import __version__
+from nst_tf.config import layer_downsampling
 from nst_tf.errors import OutputError
 from nst_tf.features import IMAGENET_MEAN_BGR, FeatureExtractor
 from nst_tf.images import check_output_path, load_image
 from nst_tf.losses import gram_matrix
+from nst_tf.paths import Written, check_no_overlap, check_writable_directory, open_regular, shown
 from nst_tf.targets import StyleTargets
+from nst_tf.weights import find_weights
+
+
+def _check_weights_input(written, vgg_weights, inputs=()) -> None:
+    """Refuses a written path that is, or contains, an input of the export.
+
+    (Random weights read nothing; "download" is left to Keras, which writes its own cache.)
+    """
+    source = None if vgg_weights in (None, "download") else find_weights(vgg_weights)
+    check_no_overlap(written, [*inputs, ("vgg_weights", source.path if source else None)])
 
 
 def build_archive(model: FeatureExtractor) -> keras.export.ExportArchive:
@@ -65,7 +77,8 @@ def describe_model(model: FeatureExtractor) -> dict:
         "gram_normalization": "divided by height * width of the layer",
         "input": {
             "dtype": "float32",
-            "shape": "[batch, height, width, 3], any batch size and image size",
+            "shape": "[batch, height, width, 3], any batch size, height and width "
+            f"at least {max(map(layer_downsampling, model.layer_names))} px",
             "range": [0, 255],
             "channel_order": "RGB",
         },
@@ -85,18 +98,40 @@ def describe_model(model: FeatureExtractor) -> dict:
     }
 
 
+# The description, as plain JSON beside the SavedModel: describing an export reads this
+# text and never loads the SavedModel, since loading one runs the graph it holds.
+METADATA_FILE = "nst_tf.json"
+_MAX_METADATA_BYTES = 1 << 20
+
+
 def read_metadata(export_dir: str) -> dict:
-    """Loads an export and returns its description.
+    """Returns the description of an export, read as data from its nst_tf.json.
+
+    The SavedModel itself is never loaded: loading a SavedModel runs its code.
 
     Raises:
-        OutputError: the directory holds no nst_tf SavedModel.
+        OutputError: the directory holds no nst_tf export, or its description is broken.
     """
+    label = shown(export_dir)
     if not os.path.isfile(os.path.join(export_dir, "saved_model.pb")):
-        raise OutputError(f"{export_dir} holds no SavedModel; give the --export_dir of an export")
-    loaded = tf.saved_model.load(export_dir)
-    if "metadata" not in loaded.signatures:
-        raise OutputError(f"{export_dir} is a SavedModel but not an nst_tf export")
-    return json.loads(loaded.signatures["metadata"]()["json"].numpy().decode())
+        raise OutputError(f"{label} holds no SavedModel; give the --export_dir of an export")
+    path = os.path.join(export_dir, METADATA_FILE)
+    if not os.path.lexists(path):
+        raise OutputError(
+            f"{label} is a SavedModel without an {METADATA_FILE} description: not an nst_tf "
+            "export, or one made before nst_tf 0.x wrote it; re-export it"
+        )
+    with open_regular(path, OutputError) as f:
+        data = f.read(_MAX_METADATA_BYTES + 1)
+    try:
+        if len(data) > _MAX_METADATA_BYTES:
+            raise ValueError("too large")
+        description = json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        description = None
+    if not isinstance(description, dict):
+        raise OutputError(f"{shown(path)} is not an nst_tf description; re-export {label}")
+    return description
 
 
 def export_features(
@@ -128,18 +163,22 @@ def export_features(
     parent = os.path.dirname(export_dir)
     if os.path.exists(export_dir) and (not os.path.isdir(export_dir) or os.listdir(export_dir)):
         raise OutputError(
-            f"{export_dir} already exists and is not empty; choose a new --export_dir"
+            f"{shown(export_dir)} already exists and is not empty; choose a new --export_dir"
         )
-    if not os.path.isdir(parent):
-        raise OutputError(f"directory {parent} does not exist; create it first")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"directory {parent} is not writable; choose another --export_dir")
+    _check_weights_input([Written("export_dir", export_dir, directory=True)], vgg_weights)
+    check_writable_directory(export_dir, "export_dir", create=False)
     # "auto" means the fastest precision for *this* CPU; an export may be served anywhere.
     precision = "float32" if precision == "auto" else precision
-    archive = build_archive(FeatureExtractor(list(layers), vgg_weights, precision, pooling))
-    tmp = tempfile.mkdtemp(dir=parent, prefix=".nst_tf-export-")
+    model = FeatureExtractor(list(layers), vgg_weights, precision, pooling)
+    archive = build_archive(model)
+    # Not tempfile.mkdtemp: its 0700 would make the export unreadable to a server running
+    # as another user; mkdir's mode honours the umask, as for any directory the user makes.
+    tmp = os.path.join(parent, f".nst_tf-export-{secrets.token_hex(8)}")
+    os.mkdir(tmp, 0o777)
     try:
         archive.write_out(tmp, verbose=False)
+        with open(os.path.join(tmp, METADATA_FILE), "w", encoding="utf-8") as f:
+            f.write(json.dumps(describe_model(model), indent=2) + "\n")
         if os.path.isdir(export_dir):
             os.rmdir(export_dir)  # empty, checked above
         os.replace(tmp, export_dir)
@@ -172,6 +211,7 @@ def export_style_targets(
     Returns:
         The targets written.
     """
+    _check_weights_input([Written("targets_out", out_path)], vgg_weights, [("style", style_path)])
     check_output_path(out_path, "targets_out", image=False)
     style = load_image(style_path, size)
     model = FeatureExtractor(list(layers), vgg_weights, "float32", pooling)

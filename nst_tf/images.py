@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import secrets
 import stat
@@ -14,10 +15,23 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from nst_tf.errors import ImageError, OutputError
+from nst_tf.paths import check_writable_file, open_regular, shown
 
 # Pillow warns above MAX_IMAGE_PIXELS and raises above twice that; we refuse at the
 # warning so a crafted file cannot make us allocate gigabytes. 89.5 Mpx is ~9460^2.
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS
+
+# The only formats we decode: raster formats Pillow reads itself. Everything else Pillow
+# knows stays off, among them EPS/PS (handed to Ghostscript, a PostScript interpreter)
+# and the rarely used plugins whose parsers have had the most bugs. JPEG includes MPO,
+# the multi-picture JPEG many phones write.
+INPUT_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
+
+
+def input_extensions() -> set[str]:
+    """File extensions of the formats we read (for picking images out of a folder)."""
+    return {ext for ext, fmt in Image.registered_extensions().items() if fmt in INPUT_FORMATS}
+
 
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
 
@@ -46,44 +60,77 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_image(path: str, size: int | None = None) -> np.ndarray:
+def _decode(file, limit: int | None) -> Image.Image:
+    """Decodes the first frame as 8-bit RGB, at most `limit` px on its longest side.
+
+    A large image is made small as early as its format allows: JPEG decodes at 1/2, 1/4
+    or 1/8 scale (draft), and every image is resized while still 8-bit, before the
+    float32 copy, so a 9000x9000 photo for a 512 px run never costs gigabytes.
+    """
+    with Image.open(file, formats=INPUT_FORMATS) as img:
+        img.seek(0)
+        if limit is not None and img.format in ("JPEG", "MPO"):
+            img.draft("RGB", (limit, limit))  # never below the requested size
+        img.load()
+        ImageOps.exif_transpose(img, in_place=True)
+        if limit is not None and max(img.size) >= 2 * limit:
+            img = _reduced(img, max(img.size) // limit)
+        img = _to_rgb(img)
+    if limit is not None and max(img.size) > limit:
+        img = resize_longest(img, limit)
+    return img
+
+
+def _reduced(img: Image.Image, factor: int) -> Image.Image:
+    """Box-averages `factor` x `factor` blocks in the image's own mode, before any copy in
+    RGB (3x the pixels of a grayscale image) is made; the longest side stays >= the
+    limit, and a Lanczos resize follows. Palette and 16-bit images are left whole: their
+    values are indices, or not what Pillow's reduce handles."""
+    if img.mode == "1":
+        img = img.convert("L")
+    if img.mode in ("L", "LA", "RGB", "RGBA", "CMYK", "I", "F"):
+        img = img.reduce(factor)
+    return img
+
+
+def load_image(path: str, size: int | None = None, limit: int | None = None) -> np.ndarray:
     """Reads an image file into a float32 RGB array in 0..255.
 
     EXIF orientation is applied, grayscale/palette/16-bit/CMYK images are converted,
     transparency is composited over white, and animated images give their first frame.
+    Only the formats in INPUT_FORMATS are read.
 
     Args:
         path: The image file.
         size: If given, the image is resized (Lanczos) so its longest side is `size`.
+        limit: If given, a larger image is downscaled on load so its longest side is at
+            most `limit` (cheaply: see _decode); a smaller one is left as it is.
 
     Returns:
         An array of shape (height, width, 3), dtype float32, values in [0, 255].
 
     Raises:
-        ImageError: the file is missing, unreadable, not an image, or too large.
+        ImageError: the file is missing, not a regular file, unreadable, not an image,
+            or too large.
     """
-    if not os.path.exists(path):
-        raise ImageError(f"{path}: no such file; check the path")
-    if os.path.isdir(path):
-        raise ImageError(f"{path} is a directory; give an image file")
+    label = shown(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                img.seek(0)
-                img.load()
-                img = ImageOps.exif_transpose(img)
-                img = _to_rgb(img)
+            with open_regular(path, ImageError) as file:
+                img = _decode(file, limit)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise ImageError(
-            f"{path} has more than {MAX_PIXELS} pixels; downscale it before using it"
+            f"{label} has more than {MAX_PIXELS} pixels; downscale it before using it"
         ) from None
     except UnidentifiedImageError:
-        raise ImageError(f"{path} is not an image Pillow can read; give a PNG or JPEG") from None
+        raise ImageError(
+            f"{label} is not an image nst_tf reads; give a {', '.join(INPUT_FORMATS)} file"
+        ) from None
     except (OSError, ValueError, SyntaxError, EOFError, TypeError, IndexError, struct.error) as err:
         # Pillow raises these for truncated or corrupt data (TypeError for instance when a
         # corrupt TIFF gives a strip offset as a fraction).
-        raise ImageError(f"{path} is corrupt or truncated ({err}); re-export the image") from None
+        raise ImageError(f"{label} is corrupt or truncated ({err}); re-export the image") from None
     if size is not None:
         img = resize_longest(img, size)
     return np.asarray(img, dtype=np.float32)
@@ -104,13 +151,25 @@ def resize_longest(img: Image.Image, size: int) -> Image.Image:
 
 
 def _format_for(path: str) -> str:
+    """The format Pillow writes for the extension of `path`, once shown to work.
+
+    Pillow lists formats it cannot write (stubs such as HDF5 or WMF, or formats that
+    take no RGB image such as XBM or BLP), so a 1x1 image is written to memory first:
+    a run must not find out after its last step that its result cannot be saved.
+    """
     ext = os.path.splitext(path)[1].lower()
     fmt = Image.registered_extensions().get(ext)
     if fmt is None or fmt not in Image.SAVE:
         raise OutputError(
-            f"{path}: cannot tell the image format from the extension {ext or '(none)'!r}; "
-            "use .png or .jpg"
+            f"{shown(path)}: cannot tell the image format from the extension "
+            f"{ext or '(none)'!r}; use .png or .jpg"
         )
+    try:
+        Image.new("RGB", (1, 1)).save(io.BytesIO(), format=fmt)
+    except (OSError, ValueError, KeyError, TypeError, struct.error):
+        raise OutputError(
+            f"{shown(path)}: Pillow cannot write an RGB image as {fmt} ({ext}); use .png or .jpg"
+        ) from None
     return fmt
 
 
@@ -120,21 +179,15 @@ def check_output_path(path: str, flag: str = "output", image: bool = True) -> No
     Args:
         path: The file to be written.
         flag: The flag that named it, for the message.
-        image: Also require an extension that names an image format.
+        image: Also require an extension that names an image format Pillow can write.
 
     Raises:
-        OutputError: the directory is missing or unwritable, the path is a directory,
-            or the extension names no image format.
+        OutputError: the directory is missing or unwritable, the path is a directory or
+            not a regular file, or the extension names no writable image format.
     """
     if image:
         _format_for(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise OutputError(f"--{flag}={path} is a directory; give a file name")
-    if not os.path.isdir(directory):
-        raise OutputError(f"--{flag}: directory {directory} does not exist; create it first")
-    if not os.access(directory, os.W_OK):
-        raise OutputError(f"--{flag}: directory {directory} is not writable; choose another path")
+    check_writable_file(path, flag)
 
 
 def _create_temp(directory: str) -> tuple[int, str]:
@@ -198,4 +251,4 @@ def save_image(image: np.ndarray, path: str) -> None:
         with atomic_write(path) as f:
             Image.fromarray(to_uint8(np.asarray(image)), "RGB").save(f, format=fmt, **options)
     except OSError as err:
-        raise OutputError(f"cannot write {path}: {err.strerror or err}") from None
+        raise OutputError(f"cannot write {shown(path)}: {err.strerror or err}") from None

@@ -147,16 +147,20 @@ class Trace:
     """Writes one JSON line per step (step, scale, size, time, every term) to a file.
 
     With path=None it does nothing. Lines are flushed as they are written, so a
-    notebook can follow a live run.
+    notebook can follow a live run. The file is opened at the first step, so a run
+    refused before it leaves an earlier trace of the same name untouched.
     """
 
     def __init__(self, path: str | None):
-        self.file = open(path, "w", encoding="utf-8") if path else None  # noqa: SIM115
+        self.path = path
+        self.file = None
         self.start = time.perf_counter()
 
     def __call__(self, progress: Progress) -> None:
-        if self.file is None:
+        if self.path is None:
             return
+        if self.file is None:
+            self.file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115
         record = {
             "step": progress.step,
             "scale": progress.scale,

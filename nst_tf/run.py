@@ -12,9 +12,8 @@ import time
 
 import numpy as np
 from absl import logging
-from PIL import Image
 
-from nst_tf import images, weights
+from nst_tf import checkpoint_files, images, paths, weights
 from nst_tf.config import INIT_KEYWORDS, Config, default_checkpoint_dir, validate
 from nst_tf.errors import ConfigError, ImageError, Interrupted, NumericalError
 from nst_tf.targets import StyleTargets, check_compatible, load_style_targets
@@ -81,7 +80,7 @@ def expand_styles(config: Config) -> Config:
             found = sorted(
                 os.path.join(entry, name)
                 for name in os.listdir(entry)
-                if os.path.splitext(name)[1].lower() in Image.registered_extensions()
+                if os.path.splitext(name)[1].lower() in images.input_extensions()
             )
             if not found:
                 raise ImageError(f"--style folder {entry} holds no images; add some or drop it")
@@ -102,7 +101,11 @@ def load_masks(config: Config) -> list[np.ndarray] | None:
     """The --style_mask images as [H, W] arrays in 0..1 (the mean of their channels)."""
     if not config.style_mask:
         return None
-    return [images.load_image(path).mean(axis=-1) / 255.0 for path in config.style_mask]
+    # Masks are resized to each scale; more than twice the output size is never used.
+    limit = 2 * config.size
+    return [
+        images.load_image(path, limit=limit).mean(axis=-1) / 255.0 for path in config.style_mask
+    ]
 
 
 def load_inputs(
@@ -115,18 +118,18 @@ def load_inputs(
     cost memory for nothing.
     """
     limit = 2 * config.size
-    content = _cap(images.load_image(config.content or images.sample_path("content")), limit)
+    content = images.load_image(config.content or images.sample_path("content"), limit=limit)
     if config.style_targets:
         style = load_style_targets(config.style_targets)
     else:
-        paths = config.style_paths() or [images.sample_path("style")]
+        files = config.style_paths() or [images.sample_path("style")]
         style = [
-            _cap(images.load_image(path), round(limit * config.scale_of(i)))
-            for i, path in enumerate(paths)
+            images.load_image(path, limit=round(limit * config.scale_of(i)))
+            for i, path in enumerate(files)
         ]
     init = None
     if config.init not in INIT_KEYWORDS:
-        init = images.load_image(config.init)
+        init = images.load_image(config.init, limit=limit)
     return content, style, init
 
 
@@ -137,6 +140,10 @@ def load_inputs(
 # their float32 s and y vectors.
 BASE_BYTES = 0.8e9
 BYTES_PER_PIXEL = 4.3e3
+# The style pass runs VGG19 forward only, once per style image: --size=256
+# --style_scale=8 (a 2048x2048 px style) peaked at 5.05 GB in bfloat16 and 6.77 GB in
+# float32 (AVX-512 machine), so about 1.5 KB per style pixel over the base.
+STYLE_BYTES_PER_PIXEL = 1.5e3
 
 
 def history_bytes_per_pixel(config: Config) -> float:
@@ -154,31 +161,47 @@ def estimated_peak_bytes(height: int, width: int, config: Config | None = None) 
     return BASE_BYTES + per_pixel * height * width
 
 
-def check_memory(config: Config, content: np.ndarray) -> None:
+def style_shapes(config: Config, styles) -> list[tuple[int, int]]:
+    """(height, width) of each style image as the final scale measures it: its longest
+    side is --size times its --style_scale (the loop resizes it up or down to that)."""
+    if isinstance(styles, StyleTargets):
+        return []
+    return [
+        images.scaled_shape(*style.shape[:2], max(1, round(config.size * config.scale_of(i))))
+        for i, style in enumerate(styles)
+    ]
+
+
+def check_memory(config: Config, content: np.ndarray, styles=()) -> None:
     """Refuses a size whose run would not fit in this machine's memory.
+
+    The peak is the larger of the optimisation (at the content's final size) and the
+    style pass, where VGG19 runs forward on each style image at its --style_scale.
 
     Raises:
         ConfigError: the estimated peak exceeds the physical memory.
     """
     height, width = images.scaled_shape(content.shape[0], content.shape[1], config.size)
     need = estimated_peak_bytes(height, width, config)
+    largest = max(style_shapes(config, styles), key=lambda shape: shape[0] * shape[1], default=None)
+    style_need = BASE_BYTES + STYLE_BYTES_PER_PIXEL * largest[0] * largest[1] if largest else 0
     try:
         have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return  # unknown on this platform: let the run try
+    if style_need > max(need, have):
+        raise ConfigError(
+            f"--style_scale={','.join(map(str, config.style_scale))} measures a style at "
+            f"{largest[1]}x{largest[0]} px, which needs about {style_need / 1e9:.0f} GB of "
+            f"memory, more than this machine's {have / 1e9:.0f} GB; use a smaller "
+            "--style_scale or --size"
+        )
     if need > have:
         raise ConfigError(
             f"--size={config.size} ({width}x{height} px) needs about {need / 1e9:.0f} GB of "
             f"memory, more than this machine's {have / 1e9:.0f} GB; use a smaller --size"
             + (" or --lbfgs_memory" if history_bytes_per_pixel(config) else "")
         )
-
-
-def _cap(image: np.ndarray, limit: int) -> np.ndarray:
-    if max(image.shape[:2]) <= limit:
-        return image
-    pil = Image.fromarray(images.to_uint8(image))
-    return np.asarray(images.resize_longest(pil, limit), dtype=np.float32)
 
 
 @contextlib.contextmanager
@@ -220,7 +243,17 @@ class SignalGuard:
 
     def _handle(self, signum, frame):
         del frame
+        if self.received is not None:
+            # The second signal: stop at once. Every file is written atomically, so
+            # this leaves none half-written.
+            raise KeyboardInterrupt
         self.received = signum
+        # Logging from a handler is safe here: absl's handler lock is re-entrant and the
+        # handler runs in the main thread between bytecodes.
+        logging.info(
+            "%s: stopping after this step... (Ctrl-C again to stop now)",
+            signal.Signals(signum).name,
+        )
 
     def __call__(self, progress) -> None:
         if self.received is not None:
@@ -247,20 +280,31 @@ def stylize(config: Config, flags: str = "") -> RunResult:
         Interrupted: the run was stopped by a signal.
     """
     start = time.perf_counter()
-    config = expand_styles(validate(config))
+    config = validate(config)
+    if config.resume and not config.checkpoint_every:
+        raise ConfigError(
+            "--resume continues a checkpoint, but --checkpoint_every=0 writes and reads "
+            "none; drop --resume (or resume with the --checkpoint_every of the first run)"
+        )
+    if config.checkpoint_every and not config.checkpoint_dir:
+        config = dataclasses.replace(config, checkpoint_dir=default_checkpoint_dir(config.output))
+    style_folders = [entry for entry in config.style_paths() if os.path.isdir(entry)]
+    config = expand_styles(config)
+    # Everything the run will write is checked against everything it reads, and probed,
+    # before any input is decoded: a mistake costs nothing and destroys nothing.
+    source = weights.find_weights(config.vgg_weights)
     images.check_output_path(config.output)
-    if config.trace:
-        images.check_output_path(config.trace, "trace", image=False)
+    paths.check_run_paths(config, style_folders, source.path)
+    if config.checkpoint_dir:
+        checkpoint_files.check_ours(config.checkpoint_dir)
     content, style, init = load_inputs(config)
     masks = load_masks(config)
-    check_memory(config, content)
-    source = weights.find_weights(config.vgg_weights)
+    check_memory(config, content, style)
+    weights.check_vgg19(source)
     if isinstance(style, StyleTargets):
         check_compatible(
             style, config.style_layers, config.normalization, source.sha256, config.pooling
         )
-    if config.checkpoint_every and not config.checkpoint_dir:
-        config = dataclasses.replace(config, checkpoint_dir=default_checkpoint_dir(config.output))
     # TensorFlow loads only now: every mistake in the user's input is reported first,
     # in a fraction of a second, without TensorFlow's start-up messages.
     with _quiet_stderr():
@@ -291,6 +335,7 @@ def stylize(config: Config, flags: str = "") -> RunResult:
     trace = Trace(config.trace)
     style_image = None if isinstance(style, StyleTargets) else style[0]
     monitor.start(config.to_dict(), content, style_image, flags)
+    new_checkpoint_dir = bool(config.checkpoint_dir) and not os.path.exists(config.checkpoint_dir)
     try:
         with SignalGuard() as guard:
             result = stylize_arrays(
@@ -305,7 +350,14 @@ def stylize(config: Config, flags: str = "") -> RunResult:
     except (Interrupted, NumericalError) as stop:
         if stop.image is not None:
             images.save_image(stop.image, config.output)
+        if isinstance(stop, Interrupted):
+            stop.output = config.output if stop.image is not None else None
+            stop.checkpoint_dir = config.checkpoint_dir if config.checkpoint_every else None
         monitor.close()
+        raise
+    except ConfigError:
+        if new_checkpoint_dir:  # refused before the first checkpoint: leave no trace
+            checkpoint_files.discard_if_unused(config.checkpoint_dir)
         raise
     finally:
         trace.close()
@@ -314,12 +366,19 @@ def stylize(config: Config, flags: str = "") -> RunResult:
     steps, losses = (logger.last.step, logger.last.losses) if logger.last else (0, {})
     monitor.finish(steps, result, losses)
     seconds = time.perf_counter() - start
-    logging.info(
-        "done: %d steps in %.1f s (%.2f s/step), total loss %.4g -> %s",
-        steps,
-        seconds,
-        seconds / max(steps, 1),
-        losses.get("total", float("nan")),
-        config.output,
-    )
+    if not steps:
+        logging.info(
+            "the checkpoint in %s is of a finished run: no step left; wrote its image to %s",
+            paths.shown(config.checkpoint_dir),
+            paths.shown(config.output),
+        )
+    else:
+        logging.info(
+            "done: %d steps in %.1f s (%.2f s/step), total loss %.4g -> %s",
+            steps,
+            seconds,
+            seconds / steps,
+            losses.get("total", float("nan")),
+            paths.shown(config.output),
+        )
     return RunResult(result, config.output, losses, steps, seconds)

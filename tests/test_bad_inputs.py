@@ -15,28 +15,17 @@ import os
 import pickle
 import pickletools
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from clis import run_cli, run_export
 from PIL import Image
 from pngs import bilevel_png
 
 from nst_tf import weights
-from nst_tf.config import default_checkpoint_dir
+from nst_tf.config import VGG19_CONV_LAYERS, default_checkpoint_dir
 
 PRECIOUS = b"precious: an earlier result the user wants to keep"
-
-
-def run_cli(*args, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "nst_tf", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=300,
-    )
 
 
 def random_image(height: int = 40, width: int = 50, seed: int = 0) -> Image.Image:
@@ -56,7 +45,7 @@ def d(tmp_path):
 def cli_args(d, **overrides) -> list[str]:
     values = {"content": d / "content.png", "style": d / "style.jpg", "output": d / "out.png"}
     values.update(overrides)
-    return [f"--{name}={value}" for name, value in values.items()]
+    return [f"--{name}={value}" for name, value in values.items() if value is not None]
 
 
 def check_refused(result, d, before, *expected, alone=True):
@@ -332,3 +321,290 @@ def test_non_ascii_paths_run(tmp_path):
     # Besides the image, only the run's checkpoint directory (beside the output by default).
     extra = set(os.listdir(folder)) - {content.name, output.name}
     assert extra <= {os.path.basename(default_checkpoint_dir(str(output)))}, extra
+
+
+# --- issue 13: never destroy a user's file, never lose a finished run -------------------------
+# Rule 1: no path we write is, or contains, a path we read; nothing we did not write is deleted.
+
+
+def snapshot(folder) -> dict:
+    """Every file under `folder` with its bytes and mtime: what "untouched" means."""
+    found = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            if os.path.isfile(path):
+                with open(path, "rb") as f:
+                    found[os.path.relpath(path, folder)] = (f.read(), os.stat(path).st_mtime_ns)
+    return found
+
+
+def test_trace_equal_to_content_is_refused(d):
+    before = snapshot(d)
+    refuse(d, "--trace=", "is also an input", "--content=", trace=d / "content.png")
+    assert snapshot(d) == before
+
+
+def test_trace_equal_to_output_is_refused(d):
+    refuse(d, "--trace", "--output", "same file", trace=d / "out.png")
+
+
+def test_logdir_containing_an_input_is_refused(d):
+    (d / "masks").mkdir()
+    random_image(seed=5).save(d / "masks" / "m.png")
+    mask = d / "masks" / "m.png"
+    line = refuse(d, "--logdir=", "contains an input", style_mask=mask, logdir=d / "masks")
+    assert "--style_mask=" in line
+
+
+def test_output_inside_a_style_folder_is_refused(d):
+    (d / "styles").mkdir()
+    random_image(seed=6).save(d / "styles" / "a.png")
+    before = snapshot(d)
+    refuse(d, "lies in the --style folder", style=d / "styles", output=d / "styles" / "result.png")
+    assert snapshot(d) == before
+
+
+def test_checkpoint_dir_of_another_program_is_refused_and_kept(d):
+    ckpt = d / "theirs"
+    ckpt.mkdir()
+    for name in ("checkpoint", "ckpt-best.index", "ckpt-notes.txt", "ckpt-7.index"):
+        (ckpt / name).write_text(f"{name} belongs to another project")
+    before = snapshot(d)
+    line = refuse(d, "did not write", "--checkpoint_dir", checkpoint_dir=ckpt)
+    assert "ckpt-best.index" in line
+    assert snapshot(d) == before
+
+
+# Rule 2: a run that cannot finish fails before the first step.
+
+
+@pytest.mark.parametrize(
+    "ext", [".h5", ".hdf", ".xbm", ".msp", ".palm", ".wmf", ".emf", ".grib", ".bufr", ".blp"]
+)
+def test_output_format_pillow_cannot_write_is_refused_up_front(d, ext):
+    (d / f"old{ext}").write_bytes(PRECIOUS)
+    refuse(d, f"old{ext}", "cannot write", output=d / f"old{ext}")
+    assert (d / f"old{ext}").read_bytes() == PRECIOUS
+
+
+def test_checkpoint_dir_that_is_a_file_is_refused(d):
+    (d / "notes.txt").write_bytes(PRECIOUS)
+    refuse(d, "--checkpoint_dir", "is a file", checkpoint_dir=d / "notes.txt")
+    assert (d / "notes.txt").read_bytes() == PRECIOUS
+
+
+def test_checkpoint_dir_under_a_file_is_refused(d):
+    (d / "notes.txt").write_bytes(PRECIOUS)
+    refuse(d, "--checkpoint_dir", "is a file", checkpoint_dir=d / "notes.txt" / "ckpt")
+
+
+def _unwritable_dir(d):
+    """A directory nobody here may write in: a 0555 one, or /proc/self when running as root."""
+    if os.geteuid() != 0:
+        (d / "locked").mkdir(mode=0o555)
+        return str(d / "locked")
+    if not os.path.isdir("/proc/self") or os.access("/proc/self", os.W_OK):
+        pytest.skip("running as root without a read-only /proc/self: no unwritable directory")
+    return "/proc/self"
+
+
+@pytest.mark.parametrize("flag", ["checkpoint_dir", "logdir", "trace"])
+def test_unwritable_written_path_is_refused_before_work(d, flag):
+    locked = _unwritable_dir(d)
+    before = sorted(os.listdir(d))
+    result = run_cli(*cli_args(d, **{flag: f"{locked}/thing"}), cwd=d)
+    check_refused(result, d, before, f"--{flag}", "not writable")
+
+
+def test_logdir_that_is_a_file_is_refused(d):
+    (d / "log.txt").write_bytes(PRECIOUS)
+    refuse(d, "--logdir", "is a file", logdir=d / "log.txt")
+    assert (d / "log.txt").read_bytes() == PRECIOUS
+
+
+def test_trace_that_is_a_directory_is_refused(d):
+    (d / "traces").mkdir()
+    refuse(d, "--trace", "is a directory", trace=d / "traces")
+
+
+def test_trace_that_is_a_fifo_is_refused(d):
+    os.mkfifo(d / "pipe")
+    refuse(d, "--trace", "FIFO", trace=d / "pipe")
+
+
+def test_style_scale_that_would_exceed_memory(d):
+    # 2048 px x 8 = a 16384 px style image: its forward pass alone would take ~400 GB,
+    # while the content run at 2048 px fits.
+    refuse(d, "--style_scale=8", "memory", size=2048, style_scale=8)
+
+
+# Rule 3: what we say is true.
+
+
+def test_resume_with_checkpoint_every_zero_says_it_cannot(d):
+    refuse(d, "--resume", "--checkpoint_every=0", resume="true", checkpoint_every=0)
+
+
+def test_stray_positional_argument_exits_2_in_one_line(d):
+    result = run_cli("photo.jpg", cwd=d)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "nst-tf: error: unexpected arguments photo.jpg; all options are --flags (see --help)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda p: os.symlink(p, p), "symbolic link loop"),
+        (lambda p: os.mkfifo(p), "named pipe (FIFO)"),
+        (lambda p: os.mkdir(p), "is a directory"),
+    ],
+    ids=["symlink_loop", "fifo", "directory"],
+)
+@pytest.mark.parametrize("flag", ["content", "init", "vgg_weights"])
+def test_input_that_is_not_a_regular_file_says_what_it_is(d, make, expected, flag):
+    make(str(d / "thing.png"))
+    refuse(d, expected, "thing.png", **{flag: d / "thing.png"})
+
+
+@pytest.mark.parametrize("flag", ["style", "vgg_weights"])
+def test_dev_zero_is_a_device(d, flag):
+    refuse(d, "/dev/zero", "a device", **{flag: "/dev/zero"})
+
+
+def test_newline_in_a_path_keeps_the_error_on_one_line(d):
+    line = refuse(d, "no such file", r"line\nbreak.png'", content=d / "line\nbreak.png")
+    assert repr(str(d / "line\nbreak.png")) in line
+
+
+def test_help_lists_each_commands_own_flags(d):
+    stylize = run_cli("--help", cwd=d)
+    export = run_export("--help")
+    # (absl's --help exits with status 1; what matters here is what it lists.)
+    assert "--content:" in stylize.stdout and "--style_layer_weight_exp:" in stylize.stdout
+    assert "--export_dir:" not in stylize.stdout
+    assert "--export_dir:" in export.stdout and "--describe:" in export.stdout
+    assert "--tv_weight:" not in export.stdout
+
+
+# Rule 4: untrusted files stay bounded and inert.
+
+
+def write_npz(path, members: dict[str, bytes]) -> None:
+    """An .npz written member by member, so headers can say what the data does not hold."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(f"{name}.npy", data)
+
+
+def npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def npy_header_only(shape, dtype="<f4") -> bytes:
+    """The header of an array of `shape`, with no data: what a 4 MB crafted file can claim."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buffer, {"descr": dtype, "fortran_order": False, "shape": shape}
+    )
+    return buffer.getvalue()
+
+
+def targets_members(**grams) -> dict[str, bytes]:
+    members = {
+        "layers": npy(np.array(list(grams))),
+        "size": npy(np.array(64)),
+        "normalization": npy(np.array("mean")),
+        "weights_sha256": npy(np.array("0" * 64)),
+        "pooling": npy(np.array("max")),
+    }
+    members.update({f"gram_{name}": data for name, data in grams.items()})
+    return members
+
+
+@pytest.mark.parametrize(
+    "gram, expected",
+    [
+        (npy_header_only((1, 23000, 23000)), "(1, 23000, 23000)"),
+        (npy_header_only((1 << 20, 1 << 20, 1 << 20)), "must be (1, 64, 64)"),
+        (npy(np.zeros((1, 32, 32), np.float32)), "(1, 32, 32)"),
+        (npy(np.zeros((2, 64, 64), np.float32)), "(2, 64, 64)"),
+        (npy(np.zeros((1, 64, 64), np.int64)), "int64"),
+        (npy(np.full((1, 64, 64), np.nan, np.float32)), "NaN"),
+    ],
+    ids=["huge", "terabytes", "channels", "batch", "integers", "nan"],
+)
+def test_style_targets_are_checked_before_they_are_read(d, gram, expected):
+    write_npz(d / "t.npz", targets_members(block1_conv1=gram))
+    line = refuse(d, "--style_targets=", "t.npz", expected, style=None, style_targets=d / "t.npz")
+    assert "re-export" in line
+
+
+def test_style_targets_with_an_unknown_member_are_refused(d):
+    members = targets_members(block1_conv1=npy(np.zeros((1, 64, 64), np.float32)))
+    members["notes"] = npy(np.zeros(3))
+    write_npz(d / "t.npz", members)
+    refuse(d, "not a style targets file", "notes", style=None, style_targets=d / "t.npz")
+
+
+def test_postscript_is_not_decoded(d):
+    random_image(seed=7).save(d / "drawing.eps", format="EPS")
+    refuse(d, "drawing.eps", "not an image nst_tf reads", content=d / "drawing.eps")
+
+
+def test_style_layer_weight_exp_that_overflows(d):
+    refuse(d, "--style_layer_weight_exp=1e+308", "overflows", style_layer_weight_exp="1e308")
+
+
+def write_vgg_h5(path, shapes: dict | None = None) -> None:
+    """A Keras-layout VGG19 .h5 whose datasets hold no data (fill value NaN): a few kB."""
+    import h5py
+
+    shapes = shapes or {}
+    with h5py.File(path, "w") as f:
+        for name in VGG19_CONV_LAYERS:
+            kernel, bias = shapes.get(name, weights.expected_shapes(name))
+            group = f.create_group(name)
+            group.create_dataset("kernel:0", shape=kernel, dtype="f4", fillvalue=np.nan)
+            group.create_dataset("bias:0", shape=bias, dtype="f4", fillvalue=0.0)
+            group.attrs["weight_names"] = [b"kernel:0", b"bias:0"]
+
+
+def test_h5_weights_with_a_wrong_kernel_shape_are_refused(d):
+    write_vgg_h5(d / "w.h5", {"block3_conv2": ((3, 3, 256, 128), (128,))})
+    refuse(d, "w.h5", "block3_conv2", "(3, 3, 256, 128)", vgg_weights=d / "w.h5")
+
+
+def test_h5_weights_larger_than_vgg19_are_refused_unread(d):
+    write_vgg_h5(d / "w.h5", {"block1_conv1": ((3, 3, 3, 1 << 30), (64,))})
+    refuse(d, "w.h5", "block1_conv1", vgg_weights=d / "w.h5")
+
+
+def test_weights_holding_nan_are_blamed_on_the_file(d):
+    write_vgg_h5(d / "w.h5")
+    line = refuse(d, "w.h5", "NaN", alone=False, vgg_weights=d / "w.h5", size=32, min_size=0)
+    assert "learning" not in line
+
+
+# Rule 5: everyday paths.
+
+
+def test_style_name_with_a_comma_is_one_entry(d):
+    shutil.copy(d / "style.jpg", d / "Starry Night, 1889.jpg")
+    # Refused only later, for memory: the name was found whole.
+    refuse(d, "memory", size=12000, style=d / "Starry Night, 1889.jpg")
+
+
+def test_run_refused_after_tensorflow_loads_leaves_trace_and_checkpoints_untouched(d):
+    (d / "old.jsonl").write_bytes(PRECIOUS)
+    before = snapshot(d)
+    # Refused inside the loop (the image is too small for block5_conv1): the earlier trace
+    # keeps its lines and no checkpoint directory is left behind.
+    refuse(d, "too small", alone=False, size=12, min_size=0, trace=d / "old.jsonl")
+    assert snapshot(d) == before

@@ -9,17 +9,8 @@ import sys
 
 import numpy as np
 import pytest
+from clis import run_cli
 from PIL import Image
-
-
-def run_cli(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "nst_tf", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=120,
-    )
 
 
 @pytest.fixture()
