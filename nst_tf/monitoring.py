@@ -10,8 +10,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 from PIL import Image
 from tensorboard.plugins.hparams import api as hp
+
+from nst_tf import images
 
 if TYPE_CHECKING:
     from nst_tf.stylizer import Progress
@@ -23,7 +26,7 @@ _OPTIM_TERMS = ("grad_norm", "learning_rate")
 
 def _batch(image: np.ndarray) -> np.ndarray:
     """A [1, H, W, 3] uint8 batch for tf.summary.image."""
-    return np.clip(np.round(image), 0, 255).astype(np.uint8)[None]
+    return images.to_uint8(image)[None]
 
 
 def _at_height(image: np.ndarray, height: int) -> np.ndarray:
@@ -175,3 +178,55 @@ class Trace:
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
+
+
+def _clock(seconds: float) -> str:
+    """1:05 for 65 s; 1:02:03 past an hour."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class ProgressLogger:
+    """Logs an aligned progress line every `every` steps (and always on the first)."""
+
+    def __init__(self, every: int):
+        self.every = every
+        self.last = None
+
+    def __call__(self, progress) -> None:
+        self.last = progress
+        if self.every and (progress.step == 1 or progress.step % self.every == 0):
+            terms = progress.losses
+            logging.info(
+                "step %5d/%d | %4d px | total %.4g | content %.4g | style %.4g | tv %.4g"
+                " | %.2f s/step | elapsed %s  eta %s",
+                progress.step,
+                progress.total_steps,
+                progress.size,
+                terms["total"],
+                terms["content"],
+                terms["style"],
+                terms["tv"],
+                progress.seconds_per_step,
+                _clock(progress.elapsed),
+                "?" if progress.eta is None else _clock(progress.eta),
+            )
+
+
+def snapshot_path(output: str, step: int) -> str:
+    """Where --save_every writes the image of `step`: out.png -> out.step00120.png."""
+    stem, ext = os.path.splitext(output)
+    return f"{stem}.step{step:05d}{ext}"
+
+
+class Snapshots:
+    """Writes the current image beside the output every config.save_every steps (0: off),
+    atomically, as NAME.stepNNNNN.EXT."""
+
+    def __init__(self, config):
+        self.every, self.output = config.save_every, config.output
+
+    def __call__(self, progress: Progress) -> None:
+        if self.every and progress.step % self.every == 0:
+            images.save_image(progress.image(), snapshot_path(self.output, progress.step))

@@ -280,6 +280,10 @@ def check_run_paths(config: Config, style_folders: list[str], weights_path: str 
         Written("logdir", config.logdir, directory=True),
         Written("checkpoint_dir", config.checkpoint_dir, directory=True),
     ]
+    if config.save_every:
+        stem, ext = os.path.splitext(os.path.basename(config.output))
+        pattern = re.escape(stem) + r"\.step\d{5,}" + re.escape(ext)
+        written.append(Written("save_every", config.output, pattern=pattern))
     check_no_overlap(written, inputs, [("style", folder) for folder in style_folders])
     if config.trace:
         check_writable_file(config.trace, "trace")

@@ -14,9 +14,11 @@ import numpy as np
 from absl import logging
 
 from nst_tf import checkpoint_files, images, paths, weights
-from nst_tf.config import INIT_KEYWORDS, Config, default_checkpoint_dir, validate
-from nst_tf.errors import ConfigError, ImageError, Interrupted, NumericalError
-from nst_tf.targets import StyleTargets, check_compatible, load_style_targets
+from nst_tf.config import Config, default_checkpoint_dir, validate
+from nst_tf.errors import ConfigError, Interrupted, NumericalError
+from nst_tf.inputs import expand_styles, load_inputs, load_masks
+from nst_tf.memory import check_memory
+from nst_tf.targets import StyleTargets, check_compatible
 
 
 @dataclasses.dataclass
@@ -36,172 +38,6 @@ class RunResult:
     losses: dict[str, float]
     steps: int
     seconds: float
-
-
-class ProgressLogger:
-    """Logs an aligned progress line every `every` steps (and always on the first)."""
-
-    def __init__(self, every: int):
-        self.every = every
-        self.last = None
-
-    def __call__(self, progress) -> None:
-        self.last = progress
-        if self.every and (progress.step == 1 or progress.step % self.every == 0):
-            terms = progress.losses
-            logging.info(
-                "step %5d | %4d px | total %.4g | content %.4g | style %.4g | tv %.4g"
-                " | %.2f s/step",
-                progress.step,
-                progress.size,
-                terms["total"],
-                terms["content"],
-                terms["style"],
-                terms["tv"],
-                progress.seconds_per_step,
-            )
-
-
-def expand_styles(config: Config) -> Config:
-    """Replaces each --style folder by the images in it, sharing that entry's blend weight
-    and style scale equally, so that later code sees one entry per style image.
-
-    Raises:
-        ImageError: a folder holds no images.
-    """
-    entries = config.style_paths()
-    if not any(os.path.isdir(entry) for entry in entries):
-        return config
-    weights = config.blend_weights(len(entries))
-    paths, blend, scales, masks = [], [], [], []
-    for index, entry in enumerate(entries):
-        found = [entry]
-        if os.path.isdir(entry):
-            found = sorted(
-                os.path.join(entry, name)
-                for name in os.listdir(entry)
-                if os.path.splitext(name)[1].lower() in images.input_extensions()
-            )
-            if not found:
-                raise ImageError(f"--style folder {entry} holds no images; add some or drop it")
-        paths += found
-        blend += [weights[index] / len(found)] * len(found)
-        scales += [config.scale_of(index)] * len(found)
-        masks += [config.style_mask[index]] * len(found) if config.style_mask else []
-    return dataclasses.replace(
-        config,
-        style=",".join(paths),
-        style_blend_weights=tuple(blend),
-        style_scale=tuple(scales),
-        style_mask=tuple(masks),
-    )
-
-
-def load_masks(config: Config) -> list[np.ndarray] | None:
-    """The --style_mask images as [H, W] arrays in 0..1 (the mean of their channels)."""
-    if not config.style_mask:
-        return None
-    # Masks are resized to each scale; more than twice the output size is never used.
-    limit = 2 * config.size
-    return [
-        images.load_image(path, limit=limit).mean(axis=-1) / 255.0 for path in config.style_mask
-    ]
-
-
-def load_inputs(
-    config: Config,
-) -> tuple[np.ndarray, list[np.ndarray] | StyleTargets, np.ndarray | None]:
-    """Reads the content, style (images or targets file) and init image of the config.
-
-    Missing --content/--style select the built-in samples. Images larger than twice the
-    output size (times the style scale) are downscaled on load, so a huge photo does not
-    cost memory for nothing.
-    """
-    limit = 2 * config.size
-    content = images.load_image(config.content or images.sample_path("content"), limit=limit)
-    if config.style_targets:
-        style = load_style_targets(config.style_targets)
-    else:
-        files = config.style_paths() or [images.sample_path("style")]
-        style = [
-            images.load_image(path, limit=round(limit * config.scale_of(i)))
-            for i, path in enumerate(files)
-        ]
-    init = None
-    if config.init not in INIT_KEYWORDS:
-        init = images.load_image(config.init, limit=limit)
-    return content, style, init
-
-
-# Peak resident memory of a run, measured by scripts/benchmark.py's probe (float32, 2-core
-# CPUs): about 0.8 GB for TensorFlow and the weights plus 3.9 KB per output pixel for the
-# VGG19 activations kept for the backward pass (4.3 KB with XLA on AVX2, the larger is used),
-# plus L-BFGS's history. At 1024x1024 px, 50 pairs took 1.2 GB more than 2 pairs: exactly
-# their float32 s and y vectors.
-BASE_BYTES = 0.8e9
-BYTES_PER_PIXEL = 4.3e3
-# The style pass runs VGG19 forward only, once per style image: --size=256
-# --style_scale=8 (a 2048x2048 px style) peaked at 5.05 GB in bfloat16 and 6.77 GB in
-# float32 (AVX-512 machine), so about 1.5 KB per style pixel over the base.
-STYLE_BYTES_PER_PIXEL = 1.5e3
-
-
-def history_bytes_per_pixel(config: Config) -> float:
-    """What the optimiser's own state holds per output pixel (3 channels)."""
-    if config.optimizer == "lbfgs":
-        return 2 * 3 * 4 * config.lbfgs_memory  # s and y, float32
-    if config.optimizer == "lbfgs_scipy":
-        return (2 * config.lbfgs_memory + 5) * 3 * 8  # SciPy's float64 work array
-    return 0.0  # Adam's two moments are within the activations' margin
-
-
-def estimated_peak_bytes(height: int, width: int, config: Config | None = None) -> float:
-    """Estimated peak memory of a run whose final scale is height x width."""
-    per_pixel = BYTES_PER_PIXEL + (history_bytes_per_pixel(config) if config else 0.0)
-    return BASE_BYTES + per_pixel * height * width
-
-
-def style_shapes(config: Config, styles) -> list[tuple[int, int]]:
-    """(height, width) of each style image as the final scale measures it: its longest
-    side is --size times its --style_scale (the loop resizes it up or down to that)."""
-    if isinstance(styles, StyleTargets):
-        return []
-    return [
-        images.scaled_shape(*style.shape[:2], max(1, round(config.size * config.scale_of(i))))
-        for i, style in enumerate(styles)
-    ]
-
-
-def check_memory(config: Config, content: np.ndarray, styles=()) -> None:
-    """Refuses a size whose run would not fit in this machine's memory.
-
-    The peak is the larger of the optimisation (at the content's final size) and the
-    style pass, where VGG19 runs forward on each style image at its --style_scale.
-
-    Raises:
-        ConfigError: the estimated peak exceeds the physical memory.
-    """
-    height, width = images.scaled_shape(content.shape[0], content.shape[1], config.size)
-    need = estimated_peak_bytes(height, width, config)
-    largest = max(style_shapes(config, styles), key=lambda shape: shape[0] * shape[1], default=None)
-    style_need = BASE_BYTES + STYLE_BYTES_PER_PIXEL * largest[0] * largest[1] if largest else 0
-    try:
-        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return  # unknown on this platform: let the run try
-    if style_need > max(need, have):
-        raise ConfigError(
-            f"--style_scale={','.join(map(str, config.style_scale))} measures a style at "
-            f"{largest[1]}x{largest[0]} px, which needs about {style_need / 1e9:.0f} GB of "
-            f"memory, more than this machine's {have / 1e9:.0f} GB; use a smaller "
-            "--style_scale or --size"
-        )
-    if need > have:
-        raise ConfigError(
-            f"--size={config.size} ({width}x{height} px) needs about {need / 1e9:.0f} GB of "
-            f"memory, more than this machine's {have / 1e9:.0f} GB; use a smaller --size"
-            + (" or --lbfgs_memory" if history_bytes_per_pixel(config) else "")
-        )
 
 
 @contextlib.contextmanager
@@ -314,7 +150,13 @@ def stylize(config: Config, flags: str = "") -> RunResult:
         resolve_precision,
         resolve_xla,
     )
-    from nst_tf.monitoring import Monitor, Trace, run_name  # pylint: disable=C0415
+    from nst_tf.monitoring import (  # pylint: disable=import-outside-toplevel
+        Monitor,
+        ProgressLogger,
+        Snapshots,
+        Trace,
+        run_name,
+    )
     from nst_tf.stylizer import stylize_arrays  # pylint: disable=import-outside-toplevel
 
     tf.get_logger().setLevel("WARNING")  # TensorFlow's own INFO lines (checkpoint timing)
@@ -344,7 +186,7 @@ def stylize(config: Config, flags: str = "") -> RunResult:
                 config,
                 init=init,
                 model=model,
-                callbacks=[logger, monitor, trace, guard],
+                callbacks=[logger, monitor, trace, Snapshots(config), guard],
                 masks=masks,
             )
     except (Interrupted, NumericalError) as stop:

@@ -153,7 +153,7 @@ class Stylizer:
         self.config = validate(config)
         if model is None:
             model = FeatureExtractor(
-                config.layers, config.vgg_weights or "auto", config.precision, config.pooling
+                config.layers, config.vgg_weights, config.precision, config.pooling
             )
         self.model = model
         self.objective = Objective(config, temporal_weight)

@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 
 from nst_tf import images
 from nst_tf.config import Config, validate
-from nst_tf.run import load_masks
+from nst_tf.inputs import load_masks
 from nst_tf.stylizer import stylize_arrays
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

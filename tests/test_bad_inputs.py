@@ -357,6 +357,13 @@ def test_logdir_containing_an_input_is_refused(d):
     assert "--style_mask=" in line
 
 
+def test_save_every_snapshot_that_would_overwrite_an_input_is_refused(d):
+    random_image(seed=9).save(d / "out.step00004.png")
+    before = snapshot(d)
+    refuse(d, "--save_every", "out.step00004.png", content=d / "out.step00004.png", save_every=2)
+    assert snapshot(d) == before
+
+
 def test_output_inside_a_style_folder_is_refused(d):
     (d / "styles").mkdir()
     random_image(seed=6).save(d / "styles" / "a.png")

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from clis import run_cli
+from clis import run_cli, run_export
 from PIL import Image
 
 
@@ -128,3 +128,39 @@ def test_missing_weights_names_the_command_that_fixes_it(files, tmp_path_factory
         "or --vgg_weights=download"
     ]
     assert not (files / "new.png").exists()
+
+
+def test_each_command_lists_only_its_own_flags():
+    """nst-tf's flags come from the Config settings; the export's own are not among them."""
+    import dataclasses
+
+    from nst_tf.config import Config
+
+    stylize_help = run_cli("--helpfull").stdout
+    export_help = run_export("--helpfull").stdout
+    for field in dataclasses.fields(Config):
+        assert f"--{field.name}:" in stylize_help or f"--[no]{field.name}:" in stylize_help
+        assert field.metadata["help"].split()[0] in stylize_help
+    for export_only in ("export_dir", "describe", "targets_out", "layers"):
+        assert f"--{export_only}:" in export_help
+        assert f"--{export_only}:" not in stylize_help
+    for stylize_only in ("steps", "optimizer", "content", "output", "resume", "trace"):
+        assert (
+            f"--{stylize_only}:" not in export_help and f"--[no]{stylize_only}:" not in export_help
+        )
+
+
+def test_flag_defaults_are_the_config_defaults(files):
+    """One description per setting: a run with no flags uses Config's defaults."""
+    import dataclasses
+
+    from nst_tf.config import Config
+
+    result = run_cli("--helpfull")
+    for field in dataclasses.fields(Config):
+        default = field.default
+        if isinstance(default, tuple):
+            default = ",".join(map(str, default))
+        if default in (None, "", False, True):
+            continue
+        assert f"(default: '{default}')" in " ".join(result.stdout.split()), field.name

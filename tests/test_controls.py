@@ -13,8 +13,8 @@ from nst_tf import color
 from nst_tf.config import Config, validate
 from nst_tf.errors import ConfigError
 from nst_tf.features import FeatureExtractor
+from nst_tf.inputs import expand_styles
 from nst_tf.losses import gram_loss, gram_matrix
-from nst_tf.run import expand_styles
 from nst_tf.stylizer import Stylizer, stylize_arrays
 
 RNG = np.random.default_rng(11)

@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -41,6 +42,7 @@ def finished_run(tmp_path_factory):
             "--steps=12",
             "--snapshot_every=5",
             "--log_every=4",
+            "--save_every=5",
             f"--trace={trace}",
         ],
         capture_output=True,
@@ -54,7 +56,17 @@ def test_cli_stylises_the_samples_and_logs_to_tensorboard(finished_run):
     tmp_path, result = finished_run
     output, logdir = tmp_path / "out.png", tmp_path / "logs"
     assert result.returncode == 0, result.stderr
-    assert "step     4 |" in result.stderr and f"-> {output}" in result.stderr
+    assert "step     4/12 |" in result.stderr and f"-> {output}" in result.stderr
+    # Each progress line ends with the elapsed time and the estimate of what is left.
+    lines = [line for line in result.stderr.splitlines() if line.startswith("step ")]
+    assert len(lines) == 4  # steps 1, 4, 8, 12
+    assert all(re.search(r"\| elapsed \d+:\d\d  eta \d+:\d\d$", line) for line in lines)
+    assert lines[-1].endswith("eta 0:00")
+    # --save_every=5: the image of steps 5 and 10 beside the output, whole PNGs.
+    for step in (5, 10):
+        with Image.open(tmp_path / f"out.step{step:05d}.png") as snapshot:
+            assert snapshot.size == (64, 48)
+    assert not (tmp_path / "out.step00012.png").exists()
     with Image.open(output) as image:
         assert image.format == "PNG" and image.mode == "RGB"
         assert image.size == (64, 48)  # the content sample is 512x384
@@ -83,7 +95,7 @@ def test_cli_stylises_the_samples_and_logs_to_tensorboard(finished_run):
     assert {e.step for e in accumulator.Tensors("generated")} == {5, 10, 12}
     config = accumulator.Tensors("config")[0].tensor_proto.string_val[0].decode()
     assert json.loads(config.strip("`\n"))["size"] == 64
-    assert not [n for n in os.listdir(tmp_path) if n.startswith(".nst_tf")]
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".nst_tf") or ".tmp" in n]
 
 
 def _free_port():

@@ -22,7 +22,8 @@ from pngs import bilevel_png
 from nst_tf import checkpoint_files, paths
 from nst_tf.config import Config, layer_channels, split_paths
 from nst_tf.errors import ConfigError, OutputError
-from nst_tf.run import BASE_BYTES, STYLE_BYTES_PER_PIXEL, SignalGuard, check_memory
+from nst_tf.memory import BASE_BYTES, STYLE_BYTES_PER_PIXEL, check_memory
+from nst_tf.run import SignalGuard
 
 TINY = [
     "--size=32",
@@ -334,7 +335,7 @@ def test_names_with_commas_survive_blending_and_folders(tmp_path):
     folder.mkdir()
     Image.new("RGB", (8, 8)).save(folder / "Wave, 1831.png")
     Image.new("RGB", (8, 8)).save(folder / "z.png")
-    from nst_tf.run import expand_styles
+    from nst_tf.inputs import expand_styles
 
     expanded = expand_styles(Config(style=f"{folder},{named}"))
     assert expanded.style_paths() == [
