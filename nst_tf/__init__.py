@@ -2,14 +2,17 @@
 
 Use from Python::
 
-    from nst_tf import Config, stylize
+    from nst_tf import Config, Stylizer, stylize
     result = stylize(Config(content="photo.jpg", style="painting.jpg", output="out.png"))
+
+    stylizer = Stylizer(Config(size=512))           # the network and step, built once
+    image = stylizer.stylize(photo, painting)       # numpy [H, W, 3] float32 in 0..255
 """
 
 from nst_tf.config import Config, validate
 from nst_tf.errors import ConfigError, ImageError, NstError, OutputError, WeightsError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def stylize(config: Config):
@@ -19,13 +22,25 @@ def stylize(config: Config):
     return _stylize(config)
 
 
+def __getattr__(name: str):
+    # Stylizer and stylize_arrays need TensorFlow: imported on first use, so that
+    # `import nst_tf` (and the command lines' checks of the settings) stay fast.
+    if name in ("Stylizer", "stylize_arrays"):
+        from nst_tf import stylizer  # pylint: disable=import-outside-toplevel
+
+        return getattr(stylizer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "Config",
     "ConfigError",
     "ImageError",
     "NstError",
     "OutputError",
+    "Stylizer",
     "WeightsError",
     "stylize",
+    "stylize_arrays",
     "validate",
 ]
