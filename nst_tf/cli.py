@@ -61,17 +61,18 @@ def _define(name: str, default, help_text: str, kind: type, flag: str | None = N
 
 def _kind(field: dataclasses.Field) -> type:
     """The Python type a Config field holds (tuples of anything are lists)."""
-    annotation = str(field.type)
+    annotation = str(field.type).replace(" | None", "")
     for kind in (bool, int, float):
         if annotation == kind.__name__:
             return kind
     return tuple if annotation.startswith("tuple") else str
 
 
-def define_flags(names: tuple[str, ...] | None = None) -> tuple[str, ...]:
-    """Defines the absl flags of these Config settings (all when None); returns the names."""
+def define_flags(names: tuple[str, ...] | None = None, settings: type = Config) -> tuple[str, ...]:
+    """Defines the absl flags of these settings (all when None) of a settings dataclass
+    (Config, or another whose fields are made with config.setting); returns the names."""
     chosen = []
-    for field in dataclasses.fields(Config):
+    for field in dataclasses.fields(settings):
         if names is None or field.name in names:
             meta = field.metadata
             _define(field.name, field.default, meta["help"], _kind(field), meta["flag"])
@@ -94,17 +95,18 @@ def _floats(flag: str, values: list[str]) -> tuple[float, ...]:
         ) from None
 
 
-def config_from_flags() -> Config:
-    """Builds the Config from the parsed flags of the Config settings this command has."""
+def config_from_flags(settings: type = Config):
+    """Builds a Config (or another settings dataclass) from the parsed flags of the
+    settings this command has; the others keep their defaults."""
     values = {}
-    for field in dataclasses.fields(Config):
+    for field in dataclasses.fields(settings):
         if field.name not in FLAGS:
             continue
         value = FLAGS[field.name].value
         if str(field.type) == "tuple[float, ...]":
             value = _floats(field.name, value)
         values[field.name] = value
-    return Config(**values)
+    return settings(**values)
 
 
 def _fail(message: str, code: int) -> int:
@@ -139,6 +141,10 @@ def _setup_logging() -> None:
     handler.addFilter(_ours_or_important)
 
 
+# The extra that installs a module a command needs (TensorFlow's is [cpu] or [gpu]).
+_EXTRAS = {"cv2": "video", "imageio_ffmpeg": "video", "imageio": "video", "tqdm": "video"}
+
+
 def _guarded(body) -> int:
     """Runs `body`, turning user errors into one line and a non-zero exit status."""
     _setup_logging()
@@ -147,9 +153,8 @@ def _guarded(body) -> int:
     except NstError as err:
         return _fail(str(err), 1)
     except ImportError as err:
-        return _fail(
-            f"{err}; install nst_tf with TensorFlow: `pip install -e '.[cpu]'` (or '.[gpu]')", 1
-        )
+        extra = _EXTRAS.get((err.name or "").split(".")[0], "cpu")
+        return _fail(f"{err}; install it with nst_tf: `pip install -e '.[{extra}]'`", 1)
     except Interrupted as stop:
         return _fail(_stopped(stop), 128 + stop.signum)
     except KeyboardInterrupt:
@@ -162,6 +167,8 @@ def _guarded(body) -> int:
 def _stopped(stop: Interrupted) -> str:
     """What an interrupted run saved, truthfully."""
     said = f"stopped by {signal.Signals(stop.signum).name} at step {stop.step}"
+    if stop.saved:
+        return f"{said}; {stop.saved}"
     image = f"image saved to {shown(stop.output)}" if stop.output else "no image saved"
     if stop.checkpoint_dir:
         return (
@@ -246,6 +253,43 @@ def _export_main(argv: list[str]) -> int:
     return _guarded(body)
 
 
+# nst-tf-video: its input and output, then every Config setting that changes the result
+# or how it is computed, then the video settings.
+_VIDEO_IO = (
+    ("input", None, "The clip (a video file ffmpeg reads) or a folder of PNG/JPEG frames."),
+    ("output", None, "The video to write (.mp4...), or a folder (no extension) for PNG frames."),
+)
+_VIDEO_SHARED = ("style", "style_targets", "vgg_weights", "logdir", "snapshot_every", "log_every")
+
+
+def _define_video_flags() -> tuple[str, ...]:
+    from nst_tf.config import RECIPE, RUNTIME  # pylint: disable=import-outside-toplevel
+    from nst_tf.video import VideoSettings  # pylint: disable=import-outside-toplevel
+
+    for name, default, help_text in _VIDEO_IO:
+        _define(name, default, help_text, str)
+    shared = tuple(Config().of(RECIPE, RUNTIME)) + _VIDEO_SHARED
+    shared = tuple(name for name in shared if name not in ("checkpoint_every", "resume"))
+    return (
+        tuple(name for name, *_ in _VIDEO_IO)
+        + define_flags(shared)
+        + define_flags(None, VideoSettings)
+    )
+
+
+def _video_main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        return _positional(argv)
+
+    def body():
+        from nst_tf.video import VideoSettings, run_video  # pylint: disable=C0415
+
+        settings = config_from_flags(VideoSettings)
+        run_video(config_from_flags(), settings, FLAGS.input, FLAGS.output)
+
+    return _guarded(body)
+
+
 def main() -> None:
     """Entry point of `nst-tf`."""
     _run(_stylize_main, define_flags())
@@ -254,3 +298,8 @@ def main() -> None:
 def export_main() -> None:
     """Entry point of `nst-tf-export`."""
     _run(_export_main, _define_export_flags())
+
+
+def video_main() -> None:
+    """Entry point of `nst-tf-video`."""
+    _run(_video_main, _define_video_flags())

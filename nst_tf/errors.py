@@ -30,6 +30,7 @@ class NumericalError(NstError):
     def __init__(self, message: str, image=None):
         super().__init__(message)
         self.image = image
+        self.saved = None
 
 
 class Interrupted(Exception):  # noqa: N818 - an event, not a failure
@@ -41,6 +42,8 @@ class Interrupted(Exception):  # noqa: N818 - an event, not a failure
         image: The image at that step (None until the loop fills it in).
         output: Where the image was saved (None: not saved).
         checkpoint_dir: Where a checkpoint of that step was saved (None: none was).
+        saved: What was kept, in words, when it is neither an image nor a checkpoint
+            (a video's finished frames); None otherwise.
     """
 
     def __init__(self, signum: int, step: int = 0, image=None):

@@ -123,18 +123,27 @@ class Monitor:
             tf.summary.scalar("optim/seconds_per_step", progress.seconds_per_step)
             tf.summary.scalar("optim/scale_size", progress.size)
             if self.snapshot_every and progress.step % self.snapshot_every == 0:
-                self._snapshot(progress.image())
+                self.snapshot(progress.image())
                 self.writer.flush()
 
-    def _snapshot(self, image: np.ndarray) -> None:
+    def snapshot(self, image: np.ndarray) -> None:
+        """Logs the image (and the content | style | image strip) at the writer's step."""
         tf.summary.image("generated", _batch(image))
         if self.inputs is not None:
             tf.summary.image("strip", strip(*self.inputs, image)[None])
 
+    def frame(self, index: int, losses: dict[str, float], seconds: float) -> None:
+        """Logs a video frame's final loss terms and its time, at step `index`."""
+        with self.writer.as_default(step=index):
+            for name, value in losses.items():
+                if name not in _OPTIM_TERMS:
+                    tf.summary.scalar(f"frame/{name}", value)
+            tf.summary.scalar("frame/seconds", seconds)
+
     def finish(self, step: int, image: np.ndarray, losses: dict[str, float]) -> None:
         """Logs the final image and the final losses (the HParams metrics), then closes."""
         with self.writer.as_default(step=step):
-            self._snapshot(image)
+            self.snapshot(image)
             for name, value in losses.items():
                 if name not in _OPTIM_TERMS:
                     tf.summary.scalar(f"final/{name}", value)

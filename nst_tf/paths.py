@@ -283,7 +283,10 @@ def check_run_paths(config: Config, style_folders: list[str], weights_path: str 
     if config.save_every:
         stem, ext = os.path.splitext(os.path.basename(config.output))
         pattern = re.escape(stem) + r"\.step\d{5,}" + re.escape(ext)
-        written.append(Written("save_every", config.output, pattern=pattern))
+        first = os.path.join(
+            os.path.dirname(config.output), f"{stem}.step{config.save_every:05d}{ext}"
+        )
+        written.append(Written("save_every", first, pattern=pattern))
     check_no_overlap(written, inputs, [("style", folder) for folder in style_folders])
     if config.trace:
         check_writable_file(config.trace, "trace")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -26,38 +27,44 @@ import numpy as np
 from absl import logging
 
 from nst_tf import images
-from nst_tf.config import Config
-from nst_tf.errors import ConfigError, ImageError, OutputError
+from nst_tf.config import INPUT, OUTPUT, RECIPE, Config, setting
+from nst_tf.errors import ConfigError, ImageError, Interrupted, OutputError
 
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg")
+# Containers the output may be (H.264 in each); anything else is refused before any work.
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".avi")
 FRAME_INITS = ("warped", "previous", "content")
 FLOWS = ("dis",)
 
 
 @dataclasses.dataclass
 class VideoSettings:
-    """What a video run adds to a Config.
+    """What a video run adds to a Config; each setting is described once, in its field."""
 
-    Attributes:
-        temporal_weight: Weight of the temporal loss (0 turns it off).
-        frame_init: How a frame after the first starts: "warped" (the previous stylised
-            frame warped along the flow), "previous" (unwarped) or "content" (each frame
-            on its own: the flickering baseline).
-        frame_steps: Iterations for every frame after the first, at the output size (the
-            first frame gets the Config's whole multi-scale schedule).
-        flow: The optical flow: "dis" (OpenCV's DIS).
-        fps: Frame rate of the output; None: the input's (24 for a frames folder).
-        start: First frame to take, counted from 0.
-        frames: How many frames to take; None: to the end.
-    """
-
-    temporal_weight: float = 2e4
-    frame_init: str = "warped"
-    frame_steps: int = 60
-    flow: str = "dis"
-    fps: float | None = None
-    start: int = 0
-    frames: int | None = None
+    temporal_weight: float = setting(
+        2e4,
+        "Weight of the temporal loss holding each frame to the previous stylised frame "
+        "warped along the flow, where the flow is reliable; 0 turns it off.",
+        RECIPE,
+    )
+    frame_init: str = setting(
+        "warped",
+        "How frames after the first start: warped (the previous stylised frame warped "
+        "along the flow), previous (unwarped), or content (each frame on its own).",
+        RECIPE,
+    )
+    frame_steps: int = setting(
+        60,
+        "Iterations for every frame after the first, at the output size (the first frame "
+        "gets the whole multi-scale schedule).",
+        RECIPE,
+    )
+    flow: str = setting("dis", "Optical flow: dis (OpenCV's DIS, on the content frames).", RECIPE)
+    fps: float | None = setting(
+        None, "Frame rate of the output; default: the input's (24 for a frames folder).", OUTPUT
+    )
+    start: int = setting(0, "First frame to take, counted from 0.", INPUT)
+    frames: int | None = setting(None, "How many frames to take; default: to the end.", INPUT)
 
     def validate(self) -> VideoSettings:
         """Checks the settings; returns them.
@@ -139,6 +146,7 @@ def open_clip(path: str) -> Clip:
         )
         if not frames:
             raise ImageError(f"--input={path!r} holds no PNG or JPEG frames")
+        _check_same_size(frames)
         return Clip(path, 24.0, frames)
     if not os.path.isfile(path):
         raise ImageError(f"--input={path!r}: no such file or folder; check the path")
@@ -151,6 +159,25 @@ def open_clip(path: str) -> Clip:
     except (OSError, RuntimeError, StopIteration) as err:
         raise ImageError(f"--input={path!r} is not a video ffmpeg can read ({err})") from None
     return Clip(path, float(meta.get("fps") or 24.0))
+
+
+def _check_same_size(frames: list[str]) -> None:
+    """Refuses a frames folder whose frames differ in size (read from their headers)."""
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+
+    sizes = {}
+    for path in frames:
+        try:
+            with Image.open(path) as image:
+                sizes.setdefault(image.size, path)
+        except OSError:
+            raise ImageError(f"{path!r} is not an image Pillow can read") from None
+        if len(sizes) > 1:
+            (a, first), (b, other) = sizes.items()
+            raise ImageError(
+                f"the frames differ in size: {first!r} is {a[0]}x{a[1]}, {other!r} is "
+                f"{b[0]}x{b[1]}; give a folder of frames of one size"
+            )
 
 
 def write_video(frames: list[str], path: str, fps: float, audio_from: str | None) -> None:
@@ -352,6 +379,10 @@ def stylize_video(
     settings.validate()
     clip = open_clip(input_path)
     total = len(clip.frames) if clip.frames is not None else None
+    frames_in = clip.read(settings.start, settings.frames)
+    first = next(frames_in, None)
+    if first is None:
+        raise ImageError(f"--input={input_path!r} has no frame at --start={settings.start}")
     to_folder = not os.path.splitext(output)[1]
     work = output if to_folder else work_dir_for(output)
     os.makedirs(work, exist_ok=True)
@@ -375,8 +406,7 @@ def stylize_video(
     count = settings.frames
     if total is not None:
         count = min(count or total, total - settings.start)
-    index = 0
-    for index, frame in enumerate(clip.read(settings.start, settings.frames)):
+    for index, frame in enumerate(itertools.chain([first], frames_in)):
         content = np.asarray(frame, np.float32)
         height, width = images.scaled_shape(*content.shape[:2], config.size)
         content = _resize(content, height, width)
@@ -401,8 +431,6 @@ def stylize_video(
                 result,
             )
         )
-    if index == 0 and previous_output is None:
-        raise ImageError(f"--input={input_path!r} has no frame at --start={settings.start}")
     frames = sorted(glob.glob(os.path.join(work, "frame_*.png")))
     if not to_folder:
         fps = settings.fps or clip.fps
@@ -445,20 +473,95 @@ def _resize(frame: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(pil, np.float32)
 
 
-def check_output(output: str) -> None:
-    """Refuses an output that cannot be written before any frame is stylised.
+def run_video(config: Config, settings: VideoSettings, input_path: str, output: str) -> str:
+    """The nst-tf-video command's work: checks, loads, stylises every frame, assembles.
+
+    Every mistake in the settings, paths and style is reported before TensorFlow loads.
+    A progress bar over frames shows the rate and the time left; with config.logdir,
+    TensorBoard gets each frame's final losses and every config.snapshot_every-th frame.
+    Ctrl-C abandons the frame in flight: finished frames stay in the work directory, and
+    the same command continues after them.
+
+    Returns:
+        The output path.
 
     Raises:
-        OutputError: the folder or file's directory is not writable, or it is a folder
-            given as a video file.
+        NstError: a user mistake, in one line.
+        Interrupted: stopped by a signal (its `output` names the work directory).
     """
-    target = output if not os.path.splitext(output)[1] else os.path.dirname(output) or "."
-    target = os.path.abspath(target)
-    probe = target if os.path.isdir(target) else os.path.dirname(target)
-    if not os.access(probe, os.W_OK):
-        raise OutputError(f"--output={output!r}: {probe} is not writable")
-    if os.path.splitext(output)[1] and os.path.isdir(output):
+    from nst_tf.config import validate  # pylint: disable=import-outside-toplevel
+    from nst_tf.inputs import expand_styles, load_inputs  # pylint: disable=C0415
+    from nst_tf.paths import Written, check_no_overlap, check_writable_directory, shown
+    from nst_tf.weights import find_weights  # pylint: disable=import-outside-toplevel
+
+    if not input_path or not output:
+        raise ConfigError("give --input=CLIP.mp4|FRAMES_DIR and --output=OUT.mp4|OUT_DIR")
+    settings.validate()
+    config = expand_styles(validate(dataclasses.replace(config, checkpoint_every=0)))
+    clip = open_clip(input_path)
+    source = find_weights(config.vgg_weights)
+    to_folder = not os.path.splitext(output)[1]
+    if not to_folder and os.path.splitext(output)[1].lower() not in VIDEO_EXTENSIONS:
         raise OutputError(
-            f"--output={output!r} is a folder; give a video file or drop the extension"
+            f"--output={shown(output)}: unknown video format; use "
+            f"{', '.join(VIDEO_EXTENSIONS)}, or a folder name without an extension for frames"
         )
-    logging.debug("output %s is writable", output)
+    written = [Written("output", output, directory=to_folder)]
+    if not to_folder:
+        written.append(Written("output", work_dir_for(output), directory=True))
+        if os.path.isdir(output):
+            raise OutputError(
+                f"--output={shown(output)} is a folder; give a video file, or a folder name "
+                "without an extension for PNG frames"
+            )
+    inputs = [("input", clip.path), ("vgg_weights", source.path)]
+    inputs += [("style", path) for path in config.style_paths()]
+    inputs += [("style_targets", config.style_targets)] if config.style_targets else []
+    check_no_overlap(written, inputs)
+    check_writable_directory(
+        output if to_folder else os.path.dirname(os.path.abspath(output)), "output"
+    )
+    _, style, _ = load_inputs(dataclasses.replace(config, content=None))
+    style = getattr(style, "grams", style)
+    from nst_tf.monitoring import Monitor, run_name  # pylint: disable=C0415
+    from nst_tf.run import SignalGuard  # pylint: disable=import-outside-toplevel
+    from nst_tf.stylizer import Stylizer  # pylint: disable=import-outside-toplevel
+
+    stylizer = Stylizer(config, temporal_weight=settings.temporal_weight)
+    monitor = Monitor(config.logdir, 0, run_name(input_path, config.style))
+    bar = _progress_bar(settings, clip)
+
+    def on_frame(progress: FrameProgress) -> None:
+        bar.update(1)
+        monitor.frame(progress.index, progress.losses, progress.seconds)
+        if config.snapshot_every and progress.index % config.snapshot_every == 0:
+            with monitor.writer.as_default(step=progress.index):
+                monitor.snapshot(progress.image)
+
+    try:
+        with SignalGuard() as guard:
+            stylize_video(config, settings, input_path, output, style, stylizer, on_frame, [guard])
+    except Interrupted as stop:
+        work = output if to_folder else work_dir_for(output)
+        stop.saved = (
+            f"the frame in flight was dropped; {_finished_frames(work)} finished frames are "
+            f"in {shown(work)}; run the same command to continue after them"
+        )
+        raise
+    finally:
+        bar.close()
+        monitor.close()
+    logging.info("wrote %s (%d frames)", shown(output), bar.n)
+    return output
+
+
+def _progress_bar(settings: VideoSettings, clip: Clip):
+    import tqdm  # pylint: disable=import-outside-toplevel
+
+    total = None
+    if clip.frames is not None:
+        total = len(clip.frames[settings.start :])
+        total = min(total, settings.frames) if settings.frames else total
+    elif settings.frames:
+        total = settings.frames
+    return tqdm.tqdm(total=total, unit="frame", desc="frames", dynamic_ncols=True)
