@@ -387,7 +387,9 @@ def stylize_video(
     work = output if to_folder else work_dir_for(output)
     os.makedirs(work, exist_ok=True)
     key = _recipe_key(config, settings, clip)
-    marker = os.path.join(work, "nst_tf_video.json")
+    # The marker says which settings made the frames here; it stays in a frames folder so
+    # that the same command again finds the work done, and other settings are refused.
+    marker = os.path.join(work, ".nst_tf_video.json")
     if os.path.exists(marker):
         with open(marker, encoding="utf-8") as f:
             saved = json.load(f)
@@ -397,6 +399,11 @@ def stylize_video(
                 "or run with the settings that made them"
             )
     else:
+        if _finished_frames(work):
+            raise OutputError(
+                f"{work} holds frame_*.png files this program did not make; give an empty "
+                "or new folder"
+            )
         with images.atomic_write(marker, "w") as f:
             json.dump({"key": key, "input": os.path.abspath(clip.path)}, f)
     if stylizer is None:
@@ -436,8 +443,6 @@ def stylize_video(
         fps = settings.fps or clip.fps
         write_video(frames, output, fps, clip.path if clip.frames is None else None)
         shutil.rmtree(work)
-    else:
-        os.remove(marker)
     return output
 
 

@@ -160,7 +160,8 @@ def test_a_killed_run_continues_where_it_stopped(tmp_path):
     assert frames == [f"frame_{i:06d}.png" for i in range(8)]
     # The frames finished before the kill were kept, not redone.
     assert all(os.stat(out / name).st_mtime_ns == before[name] for name in done)
-    assert not [n for n in os.listdir(out) if ".tmp" in n or n.startswith(".")]
+    assert not [n for n in os.listdir(out) if ".tmp" in n]
+    assert sorted(os.listdir(out)) == [".nst_tf_video.json", *frames]
 
 
 @pytest.mark.parametrize(
