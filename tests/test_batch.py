@@ -29,11 +29,13 @@ from nst_tf import jobs
 from nst_tf.config import Config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# A network cut at block2 keeps each run to seconds; the result-changing flags of nst-tf.
+# A network cut at block2 and Adam (L-BFGS compiles more per shape) keep each run short;
+# the result-changing flags of nst-tf.
 SETTINGS = [
     "--size=64",
     "--min_size=0",
     "--steps=3",
+    "--optimizer=adam",
     "--content_layers=block2_conv1",
     "--style_layers=block1_conv1,block2_conv1",
     "--precision=float32",
@@ -310,7 +312,8 @@ def _check_exactly_once(photos, output_dir):
     """One output and one sidecar per photo, sidecars that vouch for the photo's bytes."""
     names = _outputs(output_dir)
     assert [n for n in names if n.endswith(".png")] == sorted(f"{p.stem}.png" for p in photos)
-    assert [n for n in names if n.endswith(".json")] == sorted(f"{p.stem}.json" for p in photos)
+    sidecars = [n for n in names if n.endswith(".json") and not n.endswith(".error.json")]
+    assert sidecars == sorted(f"{p.stem}.json" for p in photos)
     assert not [n for n in names if n.startswith(".")]  # no temporary files
     records = {}
     for photo in photos:
@@ -409,6 +412,7 @@ def test_the_sidecar_key_is_the_documented_hash_and_other_settings_redo(first_ru
         size=64,
         min_size=0,
         steps=3,
+        optimizer="adam",
         content_layers=("block2_conv1",),
         style_layers=("block1_conv1", "block2_conv1"),
         precision="float32",
@@ -449,13 +453,13 @@ def test_driver_killed_then_rerun_finishes_every_photo_once(tmp_path, processes)
         time.sleep(0.05)
     process.kill()  # SIGKILL: no clean-up of any kind
     process.wait()
-    done_before = len(list(output_dir.glob("*.json")))
-    assert 1 <= done_before < 5
     # Ray's processes share the driver's fate; end by id any that linger.
     started = _descendants() - before
     for pid in _wait_gone(started, 15):
         os.kill(pid, signal.SIGKILL)
     _wait_gone(started, 10)
+    done_before = len(list(output_dir.glob("*.json")))
+    assert 1 <= done_before < 5
     # What a writer killed mid-file leaves behind.
     (output_dir / ".nst_tf-0123456789abcdef.part").write_bytes(b"half an image")
     rerun = _batch(tmp_path / "in", output_dir, "--workers=2")
