@@ -190,6 +190,11 @@ def check_output_path(path: str, flag: str = "output", image: bool = True) -> No
     check_writable_file(path, flag)
 
 
+# How atomic_write names its temporary files: a SIGKILL can leave one behind, and a
+# batch rerun removes what matches this in its output directory.
+TEMP_GLOB = ".nst_tf-*.part"
+
+
 def _create_temp(directory: str) -> tuple[int, str]:
     """Creates an empty hidden file next to the destination, with the usual permissions.
 
@@ -198,7 +203,7 @@ def _create_temp(directory: str) -> tuple[int, str]:
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     for _ in range(100):
-        tmp = os.path.join(directory, f".nst_tf-{secrets.token_hex(8)}.part")
+        tmp = os.path.join(directory, TEMP_GLOB.replace("*", secrets.token_hex(8)))
         try:
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:

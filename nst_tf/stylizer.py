@@ -14,6 +14,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -99,6 +100,34 @@ class Progress:
         return self.elapsed / done * max(self.total_steps - self.step, 0)
 
 
+class MeasuredStyle(NamedTuple):
+    """Style images' statistics at every scale of a pyramid, as numpy arrays.
+
+    Measured once by Stylizer.measure_style and passed to stylize() as `style`, so that
+    many photos of one style (on one machine or many: it pickles) share one measurement.
+
+    Attributes:
+        sizes: The long side of each scale, coarse to fine.
+        stats: Per size, per style image, LayerStats by style layer.
+    """
+
+    sizes: tuple[int, ...]
+    stats: tuple[tuple[dict[str, LayerStats], ...], ...]
+
+    def at(self, size: int) -> tuple[dict[str, LayerStats], ...]:
+        """The statistics at the scale of long side `size`.
+
+        Raises:
+            ConfigError: the style was not measured at that size.
+        """
+        if size not in self.sizes:
+            raise ConfigError(
+                f"the style was measured at {self.sizes} px, not at {size} px; "
+                "measure it with the same --size and --min_size"
+            )
+        return self.stats[self.sizes.index(size)]
+
+
 @dataclasses.dataclass
 class Inputs:
     """A stylisation's inputs as tensors, prepared once for all scales.
@@ -113,6 +142,7 @@ class Inputs:
         start: An image to start the first scale from instead of config.init, or None.
         temporal: (warped previous frame [1, H, W, 3], weights [1, H, W, 1]) for a
             video frame's temporal loss, or None.
+        measured: The style images' statistics measured beforehand, or None.
     """
 
     content: tf.Tensor
@@ -123,6 +153,7 @@ class Inputs:
     single: bool
     start: tf.Tensor | None = None
     temporal: tuple[tf.Tensor, tf.Tensor] | None = None
+    measured: MeasuredStyle | None = None
 
 
 class Stylizer:
@@ -246,7 +277,7 @@ class Stylizer:
             content: [H, W, 3] or [batch, H, W, 3] float RGB in 0..255.
             style: A [H, W, 3] style image, a list of them (blended with
                 config.style_blend_weights), Gram matrices by layer (a mapping, or a
-                nst_tf.targets.StyleTargets), used at every scale.
+                nst_tf.targets.StyleTargets) used at every scale, or a MeasuredStyle.
             init: Start image when config.init is a path.
             masks: One [H, W] or [H, W, 1] array in 0..1 per style image.
         """
@@ -258,9 +289,13 @@ class Stylizer:
             )
         single = content.ndim == 3
         content_t = tf.constant(content[None] if single else content)
+        measured = style if isinstance(style, MeasuredStyle) else None
         grams = getattr(style, "grams", style)
         styles, fixed = None, None
-        if isinstance(grams, Mapping):
+        if measured is not None:
+            if config.preserve_color == "histogram":
+                raise ConfigError(_HISTOGRAM_MEASURED)
+        elif isinstance(grams, Mapping):
             fixed = self.objective.gram_groups(grams)
         else:
             images = [style] if isinstance(style, np.ndarray) else list(style)
@@ -276,31 +311,30 @@ class Stylizer:
             styles = [tf.constant(np.asarray(image, np.float32)[None]) for image in images]
         if config.init == "style":
             if styles is None:
-                raise ConfigError("--init=style needs a style image, not --style_targets")
+                raise ConfigError("--init=style needs a style image, not style statistics")
             init = styles[0]
         elif init is not None:
             init = tf.constant(np.asarray(init, np.float32)[None] if init.ndim == 3 else init)
-        return Inputs(content_t, styles, fixed, init, list(masks) if masks else None, single)
+        masks = list(masks) if masks else None
+        return Inputs(content_t, styles, fixed, init, masks, single, measured=measured)
 
     def targets(self, inputs: Inputs, size: int) -> Targets:
         """Content activations and style statistics at the scale of long side `size`."""
         config = self.config
         height, width = scaled_shape(*inputs.content.shape[1:3], size)
-        # Each style is measured at its --style_scale relative to this scale's size.
-        shapes = [
-            scaled_shape(*image.shape[1:3], max(1, round(size * config.scale_of(i))))
-            for i, image in enumerate(inputs.styles or ())
-        ]
-        self._check_size(size, (height, width), *shapes)
+        self._check_size(size, (height, width))
         features = self.model(resize_images(inputs.content, height, width))
         content_targets = {name: features[name] for name in self.objective.content_weights}
         temporal = self._temporal(inputs, (height, width))
         if inputs.fixed is not None:
             return Targets(content_targets, inputs.fixed, temporal)
-        stats = [
-            self.objective.style_statistics(self.model(resize_images(image, *shape)))
-            for image, shape in zip(inputs.styles, shapes, strict=True)
-        ]
+        if inputs.measured is not None:
+            stats = [
+                {name: LayerStats(*map(_constant, layer)) for name, layer in image.items()}
+                for image in inputs.measured.at(size)
+            ]
+        else:
+            stats = self._style_statistics(inputs.styles, size)
         return Targets(
             content_targets,
             self.objective.style_groups(
@@ -322,6 +356,46 @@ class Stylizer:
         return TemporalTarget(
             resize_images(warped, *shape), tf.image.resize(weights, shape, method="area")
         )
+
+    def _style_statistics(self, styles: list[tf.Tensor], size: int) -> list[dict]:
+        """LayerStats by layer of each style image, measured at the scale of long side
+        `size` times the image's --style_scale."""
+        shapes = [
+            scaled_shape(*image.shape[1:3], max(1, round(size * self.config.scale_of(i))))
+            for i, image in enumerate(styles)
+        ]
+        self._check_size(size, *shapes)
+        return [
+            self.objective.style_statistics(self.model(resize_images(image, *shape)))
+            for image, shape in zip(styles, shapes, strict=True)
+        ]
+
+    def measure_style(self, style: np.ndarray | Sequence[np.ndarray]) -> MeasuredStyle:
+        """Measures style images once at every scale, for stylize(style=...) to reuse.
+
+        Args:
+            style: A [H, W, 3] style image or a list of them, as for stylize().
+
+        Returns:
+            The statistics at every scale size, as numpy arrays (picklable).
+
+        Raises:
+            ConfigError: with config.preserve_color == "histogram", whose styles are
+                recoloured for each photo and cannot be measured once.
+        """
+        if self.config.preserve_color == "histogram":
+            raise ConfigError(_HISTOGRAM_MEASURED)
+        images = [style] if isinstance(style, np.ndarray) else list(style)
+        styles = [tf.constant(np.asarray(image, np.float32)[None]) for image in images]
+        sizes = tuple(scale_sizes(self.config.min_size, self.config.size))
+        stats = tuple(
+            tuple(
+                {name: LayerStats(*map(_numpy, layer)) for name, layer in image.items()}
+                for image in self._style_statistics(styles, size)
+            )
+            for size in sizes
+        )
+        return MeasuredStyle(sizes, stats)
 
     def _layer_masks(self, masks, shape, features) -> list[dict[str, tf.Tensor]] | None:
         """Each style's mask at the content's size, then at every style layer's size."""
@@ -563,6 +637,19 @@ class _Reporter:
         )
 
 
+_HISTOGRAM_MEASURED = (
+    "--preserve_color=histogram recolours the style for each photo: pass the style images"
+)
+
+
+def _numpy(value):
+    return None if value is None else value.numpy()
+
+
+def _constant(value):
+    return None if value is None else tf.constant(value)
+
+
 def _save(manager, state: checkpoints.RunState, position: checkpoints.Position) -> None:
     if manager:
         state.set(position)
@@ -594,6 +681,7 @@ def stylize_arrays(
 
 __all__ = [
     "LayerStats",
+    "MeasuredStyle",
     "Progress",
     "Stylizer",
     "resize_images",

@@ -1,0 +1,278 @@
+"""`nst-tf-batch` (and `python -m nst_tf.batch`): one style over a folder of photos, on Ray.
+
+    nst-tf-batch --inputs=photos/ --output_dir=out/ --style=painting.jpg --size=512
+
+Every nst-tf setting that changes the result is taken as by nst-tf (its flags are
+defined in nst_tf.cli); the flags below say where the photos are and how to run. The
+job's logic is in nst_tf.jobs, the Ray layer in nst_tf.raypool.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import sys
+import time
+
+from absl import app, flags, logging
+
+from nst_tf import cli, jobs
+from nst_tf.config import Config, validate
+from nst_tf.errors import ConfigError, NstError
+
+# Measured on 2 cores (docs/benchmarks.md, "Batch"): how many CPUs one worker gets by
+# default; the default number of workers fills the machine's (or cluster's) CPUs.
+DEFAULT_CPUS_PER_WORKER = 1
+
+flags.DEFINE_string("inputs", None, "Photos: a folder, a glob pattern, or a .txt list of paths.")
+flags.DEFINE_string("output_dir", None, "Where NAME.png/.jpg, NAME.json (sidecar) are written.")
+flags.DEFINE_integer(
+    "workers", None, "Ray actors, each keeping one network; default: CPUs / --cpus_per_worker."
+)
+flags.DEFINE_integer(
+    "cpus_per_worker",
+    DEFAULT_CPUS_PER_WORKER,
+    "CPUs each worker reserves (and TensorFlow's threads in it).",
+)
+flags.DEFINE_float(
+    "memory_per_worker",
+    None,
+    "GB each worker reserves in Ray's scheduler; default: the estimate for --size. "
+    "A photo estimated to need more fails.",
+)
+flags.DEFINE_string(
+    "ray_address",
+    "",
+    "Empty: an embedded Ray on 127.0.0.1; 'auto' or HOST:PORT: join a running cluster.",
+)
+flags.DEFINE_integer("max_retries", 2, "Retries of a photo whose worker died (crash, OOM kill).")
+flags.DEFINE_bool("overwrite", False, "Redo photos whose sidecar says they are done.")
+flags.DEFINE_enum("format", "png", list(jobs.FORMATS), "Output image format.")
+
+# nst-tf flags that name one photo's files or a single run's state: not for a batch.
+_NOT_FOR_BATCH = (
+    "content",
+    "output",
+    "checkpoint_every",
+    "checkpoint_dir",
+    "resume",
+    "trace",
+    "export_dir",
+    "describe",
+    "targets_out",
+)
+
+
+@dataclasses.dataclass
+class BatchOptions:
+    """How a batch runs (none of these change a result).
+
+    Attributes:
+        inputs: A folder, a glob pattern, or a .txt list of photo paths.
+        output_dir: Where results and sidecars go (created if missing).
+        workers: Actors in the pool; None: as many as the CPUs hold.
+        cpus_per_worker: CPUs each actor reserves and TensorFlow's threads in it.
+        memory_per_worker: GB each actor reserves; None: the estimate for config.size.
+        ray_address: "" (embedded Ray on 127.0.0.1), "auto" or HOST:PORT.
+        max_retries: Retries of a photo whose worker died.
+        overwrite: Redo photos already done.
+        fmt: "png" or "jpg".
+        progress: Show a progress bar on stderr.
+    """
+
+    inputs: str
+    output_dir: str
+    workers: int | None = None
+    cpus_per_worker: int = DEFAULT_CPUS_PER_WORKER
+    memory_per_worker: float | None = None
+    ray_address: str = ""
+    max_retries: int = 2
+    overwrite: bool = False
+    fmt: str = "png"
+    progress: bool = True
+
+
+def check_options(options: BatchOptions) -> None:
+    """Refuses options that cannot work, before anything is read or written.
+
+    Raises:
+        ConfigError: naming the option and the fix.
+    """
+    if not options.inputs:
+        raise ConfigError("--inputs is required: a folder, a glob pattern or a .txt list")
+    if not options.output_dir:
+        raise ConfigError("--output_dir is required: the directory for the results")
+    if options.workers is not None and options.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {options.workers}")
+    if options.cpus_per_worker < 1:
+        raise ConfigError(f"--cpus_per_worker must be at least 1, got {options.cpus_per_worker}")
+    if options.memory_per_worker is not None and not options.memory_per_worker > 0:
+        raise ConfigError(f"--memory_per_worker must be > 0 GB, got {options.memory_per_worker}")
+    if options.max_retries < 0:
+        raise ConfigError(f"--max_retries must be >= 0, got {options.max_retries}")
+    if options.fmt not in jobs.FORMATS:
+        raise ConfigError(f"--format={options.fmt!r} is unknown; choose {', '.join(jobs.FORMATS)}")
+
+
+def run_batch(config: Config, options: BatchOptions) -> jobs.Summary:
+    """Stylises every photo of options.inputs that is not done yet, with one style.
+
+    Args:
+        config: The stylisation settings (content, output and checkpoints unused).
+        options: Where the photos are and how to run.
+
+    Returns:
+        The tally: done, skipped, failed (with reasons), timing.
+
+    Raises:
+        NstError: a setting, the style, the weights, the output directory or the
+            cluster is wrong; nothing was written.
+    """
+    from nst_tf import run, weights  # pylint: disable=import-outside-toplevel
+    from nst_tf.targets import StyleTargets, check_compatible  # pylint: disable=C0415
+
+    check_options(options)
+    config = dataclasses.replace(
+        config, content=None, checkpoint_every=0, checkpoint_dir=None, resume=False, trace=None
+    )
+    config = run.expand_styles(validate(config))
+    paths = jobs.list_inputs(options.inputs)
+    jobs.check_output_dir(options.output_dir, paths)
+    source = weights.find_weights(config.vgg_weights)
+    # Where the weights are found now is where every worker of this machine finds them.
+    config = dataclasses.replace(config, vgg_weights=source.path)
+    _, style, init = run.load_inputs(config)
+    masks = run.load_masks(config)
+    if isinstance(style, StyleTargets):
+        check_compatible(
+            style, config.style_layers, config.normalization, source.sha256, config.pooling
+        )
+        style = style.grams
+    memory = options.memory_per_worker
+    memory_bytes = memory * 1e9 if memory else run.estimated_peak_bytes(*(config.size,) * 2, config)
+    job = jobs.Job(config, os.path.abspath(options.output_dir), options.fmt, memory_bytes)
+    photos = jobs.plan(job, paths, jobs.job_digest(config, options.fmt, source.sha256))
+    summary = jobs.Summary()
+    todo = []
+    for photo in photos:
+        if options.overwrite:
+            todo.append(photo)
+        elif jobs.is_done(job, photo):
+            summary.skipped += 1
+        elif reason := jobs.failed_before(job, photo):
+            summary.failed[photo.name] = f"{reason} (an earlier run; see {job.error(photo.name)})"
+        else:
+            todo.append(photo)
+    if not todo:
+        if os.path.isdir(job.output_dir):
+            jobs.remove_partials(job.output_dir)
+        return summary
+    from nst_tf import raypool  # pylint: disable=import-outside-toplevel
+
+    ray = raypool.connect(options.ray_address)
+    try:
+        _run_pool(ray, job, todo, style, (masks, init), options, summary)
+    finally:
+        ray.shutdown()
+    return summary
+
+
+def _run_pool(ray, job, todo, style, extras, options, summary) -> None:
+    from nst_tf import raypool  # pylint: disable=import-outside-toplevel
+
+    try:
+        from tqdm import tqdm  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        raise ConfigError("nst-tf-batch needs tqdm: pip install 'nst_tf[ray]'") from None
+    workers = raypool.pool_size(
+        ray, options.workers, options.cpus_per_worker, job.memory_bytes, len(todo)
+    )
+    os.makedirs(job.output_dir, exist_ok=True)
+    removed = jobs.remove_partials(job.output_dir)
+    logging.info(
+        "%d photos to do, %d done before, %d failed before%s; %d workers x %d CPUs, %.1f GB each",
+        len(todo),
+        summary.skipped,
+        len(summary.failed),
+        f", {removed} temporary files of a killed run removed" if removed else "",
+        workers,
+        options.cpus_per_worker,
+        job.memory_bytes / 1e9,
+    )
+    config = job.config
+    # The statistics are measured once unless each photo changes them (histogram
+    # colour matching) or the style image itself is needed (as the start image).
+    measure = not config.style_targets and config.preserve_color != "histogram"
+    measure = measure and config.init != "style"
+    summary.start = time.perf_counter()
+    with tqdm(total=len(todo), unit="photo", file=sys.stderr, disable=not options.progress) as bar:
+
+        def on_outcome(outcome: jobs.Outcome) -> None:
+            summary.add(outcome)
+            bar.update(1)
+            bar.set_postfix(failed=len(summary.failed), refresh=False)
+
+        raypool.run(
+            ray,
+            job,
+            todo,
+            style,
+            extras,
+            measure=measure,
+            workers=workers,
+            cpus_per_worker=options.cpus_per_worker,
+            max_retries=options.max_retries,
+            on_outcome=on_outcome,
+        )
+
+
+def options_from_flags() -> BatchOptions:
+    """The BatchOptions of the parsed flags."""
+    flags_values = cli.FLAGS
+    return BatchOptions(
+        inputs=flags_values.inputs,
+        output_dir=flags_values.output_dir,
+        workers=flags_values.workers,
+        cpus_per_worker=flags_values.cpus_per_worker,
+        memory_per_worker=flags_values.memory_per_worker,
+        ray_address=flags_values.ray_address,
+        max_retries=flags_values.max_retries,
+        overwrite=flags_values.overwrite,
+        fmt=flags_values.format,
+    )
+
+
+def _batch_main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])}; all options are --flags")
+    cli._setup_logging()  # pylint: disable=protected-access
+    # SIGTERM ends the run as Ctrl-C does: Ray is shut down, finished photos are kept.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        given = [name for name in _NOT_FOR_BATCH if cli.FLAGS[name].present]
+        if given:
+            raise ConfigError(
+                f"--{given[0]} is not a batch flag: photos come from --inputs, results go to "
+                "--output_dir, and a photo is the unit of restart"
+            )
+        summary = run_batch(cli.config_from_flags(), options_from_flags())
+    except NstError as err:
+        return cli._fail(str(err), 1)  # pylint: disable=protected-access
+    except KeyboardInterrupt:
+        return cli._fail(  # pylint: disable=protected-access
+            "interrupted; finished photos are kept: run the same command again for the rest",
+            130,
+        )
+    for line in summary.lines():
+        logging.info("%s", line)
+    return 1 if summary.failed else 0
+
+
+def main() -> None:
+    """Entry point of `nst-tf-batch`."""
+    app.run(_batch_main, flags_parser=cli._parse)  # pylint: disable=protected-access
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,621 @@
+"""nst-tf-batch: the job logic, and real runs on Ray with the real network (tiny photos).
+
+Ray runs in subprocesses, on loopback only. This process becomes a child subreaper
+while a Ray test runs, so every process a test starts (Ray daemonises its own) stays
+in this process's tree: the tests find them there, check they are gone, and end any
+that remain by their ids. `ray stop` is never called: it ends every Ray process on the
+machine, other users' too.
+"""
+
+import collections
+import ctypes
+import hashlib
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nst_tf import jobs
+from nst_tf.config import Config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A network cut at block2 and Adam (L-BFGS compiles more per shape) keep each run short;
+# the result-changing flags of nst-tf.
+SETTINGS = [
+    "--size=64",
+    "--min_size=0",
+    "--steps=3",
+    "--optimizer=adam",
+    "--content_layers=block2_conv1",
+    "--style_layers=block1_conv1,block2_conv1",
+    "--precision=float32",
+    "--xla=off",
+]
+
+
+# --- the job logic, without an engine -------------------------------------------------------
+
+
+def _short_hash(path):
+    return hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:8]
+
+
+def test_output_names_keep_colliding_inputs_apart(tmp_path):
+    paths = [
+        str(tmp_path / "a" / "x.jpg"),
+        str(tmp_path / "b" / "x.png"),
+        str(tmp_path / "b" / "X.tif"),
+        str(tmp_path / "y.error.png"),
+        str(tmp_path / "y.png"),
+        str(tmp_path / "z.png"),
+    ]
+    names = jobs.output_names(paths)
+    assert names == [
+        f"x-{_short_hash(paths[0])}",
+        f"x-{_short_hash(paths[1])}",
+        f"X-{_short_hash(paths[2])}",
+        f"y.error-{_short_hash(paths[3])}",  # y's NAME.error.json would be its sidecar
+        f"y-{_short_hash(paths[4])}",
+        "z",
+    ]
+
+
+def test_inputs_from_a_folder_a_list_and_a_glob(tmp_path):
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    for name in ("b.jpg", "a.png", "sub/c.png", ".hidden.png"):
+        (photos / name).write_bytes(b"")
+    (photos / "notes.txt").write_text("not a photo")
+    assert jobs.list_inputs(str(photos)) == [str(photos / "a.png"), str(photos / "b.jpg")]
+    listing = tmp_path / "list.txt"
+    listing.write_text("# mine\nphotos/sub/c.png\n\nphotos/a.png\nphotos/a.png\n")
+    assert jobs.list_inputs(str(listing)) == [str(photos / "sub/c.png"), str(photos / "a.png")]
+    assert jobs.list_inputs(str(photos / "**" / "*.png")) == [
+        str(photos / "a.png"),
+        str(photos / "sub/c.png"),
+    ]
+    with pytest.raises(jobs.ConfigError, match="names no images"):
+        jobs.list_inputs(str(tmp_path / "nothing*.png"))
+
+
+def test_the_key_follows_what_changes_the_result(tmp_path):
+    style = tmp_path / "style.png"
+    Image.new("RGB", (32, 32), (10, 20, 30)).save(style)
+    base = Config(style=str(style))
+
+    def digest(config, fmt="png", weights="w"):
+        return jobs.job_digest(config, fmt, weights)
+
+    reference = digest(base)
+    assert digest(Config(style=str(style), log_every=1, logdir="runs")) == reference
+    assert digest(Config(style=str(style), style_weight=2e-3)) != reference
+    assert digest(base, fmt="jpg") != reference
+    assert digest(base, weights="other") != reference
+    Image.new("RGB", (32, 32), (10, 20, 31)).save(style)  # same name, other pixels
+    assert digest(base) != reference
+    assert jobs.photo_key("d", "a") != jobs.photo_key("d", "b")
+
+
+def test_the_queue_gives_a_worker_the_shapes_it_has_compiled():
+    def photo(name, shape):
+        return jobs.Photo(name, name, "", "", shape)
+
+    queue = jobs.Queue(
+        [photo("a", (48, 64)), photo("b", (64, 48)), photo("c", (48, 64)), photo("d", None)]
+    )
+    first, second = set(), set()
+    assert queue.take(first).name == "a"  # the largest group first
+    assert queue.take(second).name == "c"
+    assert queue.take(first).name in ("b", "d") and len(queue) == 1
+    assert queue.take(second) is not None and queue.take(first) is None
+
+
+def test_measured_style_gives_the_same_result_as_the_style_images():
+    import pickle
+
+    from nst_tf.features import FeatureExtractor
+    from nst_tf.stylizer import Stylizer
+
+    config = Config(
+        size=48,
+        min_size=32,
+        steps=2,
+        coarse_steps=2,
+        content_layers=("block2_conv1",),
+        style_layers=("block1_conv1", "block2_conv1"),
+        style_blend_weights=(0.3, 0.7),
+        style="a,b",
+        precision="float32",
+        xla="off",
+    )
+    stylizer = Stylizer(config, FeatureExtractor(config.layers, vgg_weights=None))
+    rng = np.random.default_rng(0)
+    content = rng.uniform(0, 255, (40, 48, 3)).astype(np.float32)
+    styles = [rng.uniform(0, 255, shape).astype(np.float32) for shape in ((30, 50, 3), (50, 30, 3))]
+    measured = pickle.loads(pickle.dumps(stylizer.measure_style(styles)))
+    assert measured.sizes == (32, 48)
+    np.testing.assert_array_equal(
+        stylizer.stylize(content, measured), stylizer.stylize(content, styles)
+    )
+
+
+# --- processes --------------------------------------------------------------------------------
+
+
+def _stat(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return fields[0], int(fields[1])  # state, parent
+
+
+def _descendants(root=None):
+    """Live processes under `root` (this process), zombies excluded."""
+    children = collections.defaultdict(list)
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                state, parent = _stat(entry)
+            except (OSError, IndexError):
+                continue
+            if state != "Z":
+                children[parent].append(int(entry))
+    found, todo = set(), [root or os.getpid()]
+    while todo:
+        for child in children[todo.pop()]:
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _listening(pids):
+    """The addresses that processes `pids` listen on (TCP), as ipaddress objects."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+        except OSError:
+            continue
+    found = []
+    for table in ("tcp", "tcp6"):
+        with open(f"/proc/net/{table}") as f:
+            rows = [line.split() for line in f.readlines()[1:]]
+        for row in rows:
+            if row[3] == "0A" and row[9] in inodes:  # 0A: LISTEN
+                raw = bytes.fromhex(row[1].split(":")[0])
+                # /proc prints each 32-bit word in host (little-endian) order.
+                words = [raw[i : i + 4][::-1] for i in range(0, len(raw), 4)]
+                found.append(ipaddress.ip_address(b"".join(words)))
+    return found
+
+
+def _is_loopback(address):
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def _reap():
+    """Collects the exit status of orphans that Ray processes left to this subreaper."""
+    for pid in list(_descendants_any_state()):
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+
+
+def _descendants_any_state():
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                state, parent = _stat(entry)
+            except (OSError, IndexError):
+                continue
+            if parent == os.getpid() and state == "Z":
+                yield int(entry)
+
+
+def _wait_gone(pids, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        _reap()
+        left = pids & _descendants()
+        if not left:
+            return set()
+        time.sleep(0.2)
+    return left
+
+
+@pytest.fixture(scope="module")
+def processes():
+    """Makes this process a child subreaper for the module; at the end, ends by id every
+    process the tests started that is still there."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    before = _descendants()
+    yield before
+    left = _descendants() - before
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    _wait_gone(left, 10)
+    libc.prctl(36, 0, 0, 0, 0)
+
+
+# --- real runs --------------------------------------------------------------------------------
+
+
+def _env(**extra):
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2", **extra)
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def _command(inputs, output_dir, *flags):
+    return [
+        sys.executable,
+        "-m",
+        "nst_tf.batch",
+        f"--inputs={inputs}",
+        f"--output_dir={output_dir}",
+        *SETTINGS,
+        *flags,
+    ]
+
+
+def _batch(inputs, output_dir, *flags, env=None, timeout=300):
+    return subprocess.run(
+        _command(inputs, output_dir, *flags),
+        capture_output=True,
+        text=True,
+        env=env or _env(),
+        timeout=timeout,
+    )
+
+
+def _photos(directory, count, seed=0):
+    """`count` small photos of two shapes (landscape and portrait) with smooth content."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for index in range(count):
+        height, width = (48, 64) if index % 2 else (64, 48)
+        yy, xx = np.mgrid[0:height, 0:width]
+        phase = rng.uniform(0, 6, 3)
+        pixels = 127 + 120 * np.sin(xx[..., None] / 7 + yy[..., None] / 11 + phase)
+        Image.fromarray(pixels.astype(np.uint8)).save(directory / f"photo{index}.png")
+    return sorted(directory.glob("photo*.png"))
+
+
+def _outputs(output_dir):
+    return sorted(p.name for p in output_dir.iterdir())
+
+
+def _check_exactly_once(photos, output_dir):
+    """One output and one sidecar per photo, sidecars that vouch for the photo's bytes."""
+    names = _outputs(output_dir)
+    assert [n for n in names if n.endswith(".png")] == sorted(f"{p.stem}.png" for p in photos)
+    sidecars = [n for n in names if n.endswith(".json") and not n.endswith(".error.json")]
+    assert sidecars == sorted(f"{p.stem}.json" for p in photos)
+    assert not [n for n in names if n.startswith(".")]  # no temporary files
+    records = {}
+    for photo in photos:
+        record = json.loads((output_dir / f"{photo.stem}.json").read_text())
+        assert record["sha256"] == hashlib.sha256(photo.read_bytes()).hexdigest()
+        assert record["input"] == str(photo) and record["steps"] == 3
+        with Image.open(output_dir / f"{photo.stem}.png") as image:
+            assert image.size == Image.open(photo).size  # 64 px on the long side
+            assert np.asarray(image).std() > 5
+        records[photo.stem] = record
+    return records
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, processes):
+    """5 photos and a corrupt file through 2 workers of an embedded Ray, watching the
+    addresses Ray listens on while it runs."""
+    root = tmp_path_factory.mktemp("batch")
+    photos = _photos(root / "in", 5)
+    (root / "in" / "broken.png").write_bytes(Image.new("RGB", (8, 8)).tobytes()[:40])
+    output_dir = root / "out"
+    before = _descendants()
+    started = time.monotonic()
+    process = subprocess.Popen(
+        _command(root / "in", output_dir, "--workers=2"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    addresses, ray_pids = set(), set()
+    while process.poll() is None:
+        pids = _descendants() - before
+        ray_pids |= pids
+        addresses |= set(_listening(pids))
+        time.sleep(0.3)
+    stdout, stderr = process.communicate()
+    seconds = time.monotonic() - started
+    left = _wait_gone(ray_pids, 15)
+    return {
+        "root": root,
+        "photos": photos,
+        "output_dir": output_dir,
+        "returncode": process.returncode,
+        "stderr": stderr,
+        "addresses": addresses,
+        "left": {pid: _cmdline(pid) for pid in left},
+        "seconds": seconds,
+    }
+
+
+def test_each_photo_is_stylised_exactly_once_by_two_workers(first_run):
+    run = first_run
+    photos = run["photos"]
+    records = _check_exactly_once(photos, run["output_dir"])
+    assert "done 5, skipped 0" in run["stderr"], run["stderr"]
+    # Both workers worked, each loaded the network once and traced once per shape:
+    # two shapes (64x48, 48x64) among the photos.
+    workers = {record["pid"] for record in records.values()}
+    assert len(workers) == 2
+    assert max(record["traces"] for record in records.values()) <= 2
+
+
+def test_a_corrupt_photo_gets_its_error_record_and_exit_status_1(first_run):
+    run = first_run
+    assert run["returncode"] == 1
+    record = json.loads((run["output_dir"] / "broken.error.json").read_text())
+    assert "broken.png" in record["error"] and "\n" not in record["error"]
+    assert record["final"] is True
+    assert not (run["output_dir"] / "broken.png").exists()
+    assert "failed broken:" in run["stderr"]
+    assert "Traceback" not in run["stderr"]
+
+
+def test_ray_listens_on_loopback_only_and_leaves_no_process(first_run):
+    addresses = first_run["addresses"]
+    assert addresses, "no listening socket of Ray was seen"
+    assert all(_is_loopback(address) for address in addresses), addresses
+    assert first_run["left"] == {}
+
+
+def test_a_rerun_stylises_nothing(first_run):
+    output_dir = first_run["output_dir"]
+    stamps = {p.name: p.stat().st_mtime_ns for p in output_dir.iterdir()}
+    rerun = _batch(first_run["root"] / "in", output_dir, "--workers=2")
+    assert rerun.returncode == 1  # the corrupt photo still fails, recorded by the first run
+    assert "done 0, skipped 5" in rerun.stderr and "failed 1" in rerun.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in output_dir.iterdir()} == stamps
+
+
+def test_the_sidecar_key_is_the_documented_hash_and_other_settings_redo(first_run):
+    from nst_tf.weights import find_weights
+
+    # The run's settings as a Config (flags take their defaults from it).
+    config = Config(
+        size=64,
+        min_size=0,
+        steps=3,
+        optimizer="adam",
+        content_layers=("block2_conv1",),
+        style_layers=("block1_conv1", "block2_conv1"),
+        precision="float32",
+        xla="off",
+    )
+    output_dir = str(first_run["output_dir"])
+    job = jobs.Job(config, output_dir)
+    sha = find_weights(None).sha256
+    photos = jobs.plan(
+        job, [str(p) for p in first_run["photos"]], jobs.job_digest(config, "png", sha)
+    )
+    for photo in photos:
+        record = json.loads((first_run["output_dir"] / f"{photo.name}.json").read_text())
+        digest = hashlib.sha256(
+            f"{jobs.job_digest(config, 'png', sha)}:{record['sha256']}".encode()
+        ).hexdigest()
+        assert record["key"] == digest == photo.key
+        assert jobs.is_done(job, photo)
+    changed = Config(**{**config.to_dict(), "style_weight": 2e-3})
+    digest = jobs.job_digest(changed, "png", sha)
+    redo = jobs.plan(jobs.Job(changed, output_dir), [p.path for p in photos], digest)
+    assert not any(jobs.is_done(job, photo) for photo in redo)
+
+
+def test_driver_killed_then_rerun_finishes_every_photo_once(tmp_path, processes):
+    photos = _photos(tmp_path / "in", 5, seed=1)
+    output_dir = tmp_path / "out"
+    before = _descendants()
+    process = subprocess.Popen(
+        _command(tmp_path / "in", output_dir, "--workers=2"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=_env(),
+    )
+    deadline = time.monotonic() + 240
+    while not list(output_dir.glob("*.json")) and time.monotonic() < deadline:
+        assert process.poll() is None, "the batch ended before it could be killed"
+        time.sleep(0.05)
+    process.kill()  # SIGKILL: no clean-up of any kind
+    process.wait()
+    # Ray's processes share the driver's fate; end by id any that linger.
+    started = _descendants() - before
+    for pid in _wait_gone(started, 15):
+        os.kill(pid, signal.SIGKILL)
+    _wait_gone(started, 10)
+    done_before = len(list(output_dir.glob("*.json")))
+    assert 1 <= done_before < 5
+    # What a writer killed mid-file leaves behind.
+    (output_dir / ".nst_tf-0123456789abcdef.part").write_bytes(b"half an image")
+    rerun = _batch(tmp_path / "in", output_dir, "--workers=2")
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"skipped {done_before}" in rerun.stderr
+    _check_exactly_once(photos, output_dir)
+
+
+def test_a_worker_killed_mid_photo_is_restarted_and_the_photo_retried(tmp_path, processes):
+    photos = _photos(tmp_path / "in", 3, seed=2)
+    output_dir = tmp_path / "out"
+    before = _descendants()
+    process = subprocess.Popen(
+        _command(tmp_path / "in", output_dir, "--workers=1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    killed = None
+    deadline = time.monotonic() + 240
+    while killed is None and process.poll() is None and time.monotonic() < deadline:
+        for pid in _descendants() - before:
+            # Ray titles an actor's process by the method it is running.
+            if _cmdline(pid).startswith("ray::BatchWorker.run"):
+                os.kill(pid, signal.SIGKILL)
+                killed = pid
+                break
+        time.sleep(0.02)
+    stdout, stderr = process.communicate(timeout=300)
+    assert killed is not None, "the worker was never seen running a photo"
+    assert process.returncode == 0, stderr
+    records = _check_exactly_once(photos, output_dir)
+    assert killed not in {record["pid"] for record in records.values()}
+
+
+@pytest.fixture
+def local_cluster(processes):
+    """A one-node cluster started with `ray start --head` on loopback, with token
+    authentication; ended by the ids of its processes."""
+    temp_dir = tempfile.mkdtemp(prefix="nstray", dir="/tmp")  # Unix socket paths are short
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    token = hashlib.sha256(os.urandom(16)).hexdigest()
+    env = _env(
+        RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+        RAY_USAGE_STATS_ENABLED="0",
+        RAY_AUTH_MODE="token",
+        RAY_AUTH_TOKEN=token,
+    )
+    before = _descendants()
+    ray = os.path.join(os.path.dirname(sys.executable), "ray")
+    subprocess.run(
+        [
+            ray,
+            "start",
+            "--head",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            f"--temp-dir={temp_dir}",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    try:
+        yield {"address": f"127.0.0.1:{port}", "token": token, "before": before}
+    finally:
+        started = _descendants() - before
+        for pid in started:
+            os.kill(pid, signal.SIGKILL)
+        assert not _wait_gone(started, 15)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_a_run_on_a_separately_started_cluster(local_cluster, tmp_path):
+    photos = _photos(tmp_path / "in", 2, seed=3)
+    # The driver is given the token but not the mode: it must present the token itself.
+    env = _env(RAY_AUTH_TOKEN=local_cluster["token"])
+    env.pop("RAY_AUTH_MODE", None)
+    result = _batch(
+        tmp_path / "in", tmp_path / "out", f"--ray_address={local_cluster['address']}", env=env
+    )
+    assert result.returncode == 0, result.stderr
+    _check_exactly_once(photos, tmp_path / "out")
+    cluster = _descendants() - local_cluster["before"]
+    addresses = _listening(cluster)
+    assert addresses and all(_is_loopback(address) for address in addresses), addresses
+
+
+# --- mistakes ---------------------------------------------------------------------------------
+
+
+def _refused(tmp_path, *flags, inputs=None, output_dir=None, code=1):
+    inputs = inputs or tmp_path / "in"
+    output_dir = output_dir or tmp_path / "out"
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    result = subprocess.run(
+        [sys.executable, "-m", "nst_tf.batch", f"--inputs={inputs}", f"--output_dir={output_dir}"]
+        + list(flags),
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+    )
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing written
+    return lines[0]
+
+
+def test_mistakes_get_one_line_and_nothing_is_written(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert "names no images" in _refused(tmp_path, inputs=tmp_path / "empty")
+    _photos(tmp_path / "in", 1)
+    (tmp_path / "file").write_text("x")
+    assert "is a file" in _refused(tmp_path, output_dir=tmp_path / "file")
+    assert "is a file" in _refused(tmp_path, output_dir=tmp_path / "file" / "out")
+    assert "not writable" in _refused(tmp_path, output_dir="/proc/nst_tf_out")
+    assert "nothing answers" in _refused(tmp_path, "--ray_address=127.0.0.1:1")
+    assert "--workers must be at least 1" in _refused(tmp_path, "--workers=0")
+    assert "not a batch flag" in _refused(tmp_path, "--content=a.png")
+    assert "holds the input" in _refused(tmp_path, output_dir=tmp_path / "in")
+    _refused(tmp_path, "--workers=two", code=2)
+    _refused(tmp_path, "--format=gif", code=2)
+
+
+def test_without_ray_one_line_says_how_to_install_it(tmp_path):
+    _photos(tmp_path / "in", 1)
+    blocker = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'ray' or name.startswith('ray.'):\n"
+        "            raise ImportError(f'No module named {name!r}')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "sys.argv[0] = 'nst-tf-batch'\n"
+        "from nst_tf.batch import main\n"
+        "main()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", blocker, f"--inputs={tmp_path / 'in'}", f"--output_dir={tmp_path}/o"]
+        + SETTINGS,
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "nst-tf-batch: error: nst-tf-batch needs Ray: pip install 'nst_tf[ray]' "
+        "(or pip install 'ray>=2.60')"
+    ]
+    assert not (tmp_path / "o").exists()
