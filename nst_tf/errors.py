@@ -30,7 +30,6 @@ class NumericalError(NstError):
     def __init__(self, message: str, image=None):
         super().__init__(message)
         self.image = image
-        self.saved = None
 
 
 class Interrupted(Exception):  # noqa: N818 - an event, not a failure
@@ -53,3 +52,4 @@ class Interrupted(Exception):  # noqa: N818 - an event, not a failure
         self.image = image
         self.output = None
         self.checkpoint_dir = None
+        self.saved = None
