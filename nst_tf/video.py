@@ -54,7 +54,7 @@ class VideoSettings:
         RECIPE,
     )
     frame_steps: int = setting(
-        40,
+        30,
         "Iterations for every frame after the first, at the output size (the first frame "
         "gets the whole multi-scale schedule).",
         RECIPE,
