@@ -162,7 +162,7 @@ def stylize(config: Config, flags: str = "") -> RunResult:
     tf.get_logger().setLevel("WARNING")  # TensorFlow's own INFO lines (checkpoint timing)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    model = FeatureExtractor(config.layers, source.path, config.precision, config.pooling)
+    model = FeatureExtractor(config.layers, source, config.precision, config.pooling)
     logging.info(
         "VGG19 in %s, step compiled %s",
         resolve_precision(config.precision),

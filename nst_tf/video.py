@@ -532,7 +532,10 @@ def run_video(config: Config, settings: VideoSettings, input_path: str, output: 
     from nst_tf.run import SignalGuard  # pylint: disable=import-outside-toplevel
     from nst_tf.stylizer import Stylizer  # pylint: disable=import-outside-toplevel
 
-    stylizer = Stylizer(config, temporal_weight=settings.temporal_weight)
+    from nst_tf.features import FeatureExtractor  # pylint: disable=import-outside-toplevel
+
+    model = FeatureExtractor(config.layers, source, config.precision, config.pooling)
+    stylizer = Stylizer(config, model, temporal_weight=settings.temporal_weight)
     monitor = Monitor(config.logdir, 0, run_name(input_path, config.style))
     bar = _progress_bar(settings, clip)
 
