@@ -528,11 +528,10 @@ def run_video(config: Config, settings: VideoSettings, input_path: str, output: 
     )
     _, style, _ = load_inputs(dataclasses.replace(config, content=None))
     style = getattr(style, "grams", style)
+    from nst_tf.features import FeatureExtractor  # pylint: disable=import-outside-toplevel
     from nst_tf.monitoring import Monitor, run_name  # pylint: disable=C0415
     from nst_tf.run import SignalGuard  # pylint: disable=import-outside-toplevel
     from nst_tf.stylizer import Stylizer  # pylint: disable=import-outside-toplevel
-
-    from nst_tf.features import FeatureExtractor  # pylint: disable=import-outside-toplevel
 
     model = FeatureExtractor(config.layers, source, config.precision, config.pooling)
     stylizer = Stylizer(config, model, temporal_weight=settings.temporal_weight)
