@@ -473,7 +473,6 @@ class Stylizer:
             NumericalError: a loss went NaN/inf; its `image` is the last finite image.
             Interrupted: a callback stopped the run; a checkpoint of that moment is saved.
         """
-        config = self.config
         inputs = self.prepare(content, style, init, masks)
         if start is not None:
             inputs.start = tf.constant(np.asarray(start, np.float32)[None])
@@ -481,67 +480,84 @@ class Stylizer:
             warped, weights = (np.asarray(a, np.float32) for a in temporal)
             inputs.temporal = (tf.constant(warped[None]), tf.constant(weights[None, ..., None]))
         if schedule:
-            sizes, steps_per_scale = (list(column) for column in zip(*schedule, strict=True))
+            sizes, steps = (list(column) for column in zip(*schedule, strict=True))
         else:
-            sizes, steps_per_scale = scale_sizes(config.min_size, config.size), scale_steps(config)
-        state = checkpoints.RunState(config)
-        position, restore_path = checkpoints.Position(), None
-        if config.checkpoint_dir and config.resume:
-            restore_path, position = checkpoints.read_position(config.checkpoint_dir, config)
-            logging.info("resuming %s at step %d", restore_path, position.step)
-        elif config.checkpoint_dir:
-            checkpoints.clear(config.checkpoint_dir)
-        clock = _Clock(sum(steps_per_scale), position.step + 1)
-        image = None
-        for scale in range(position.scale, len(sizes)):
-            size = sizes[scale]
-            targets = self.targets(inputs, size)
-            shape = (inputs.content.shape[0], *scaled_shape(*inputs.content.shape[1:3], size))
-            if image is None:
-                start = self.start_image(inputs, shape[1:], state.rng)
-            else:
-                start = resize_images(image, *shape[1:])
-            variable, runner = self._runner(shape + (3,), targets)
-            variable.assign(start)
-            runner.reset()
-            manager = None
-            if config.checkpoint_dir:
-                checkpoint = state.checkpoint(image=variable, **runner.state())
-                manager = tf.train.CheckpointManager(
-                    checkpoint, config.checkpoint_dir, max_to_keep=2
-                )
-                if restore_path:
-                    checkpoint.restore(restore_path).assert_existing_objects_matched()
-                    restore_path = None
-            steps = steps_per_scale[scale]
-            logging.info(
-                "scale %d/%d: %dx%d px, %d steps", scale + 1, len(sizes), shape[2], shape[1], steps
+            sizes, steps = scale_sizes(self.config.min_size, self.config.size), scale_steps(
+                self.config
             )
-            try:
-                report = _Reporter(self, clock, callbacks, scale, size, variable, position)
-                self.run_scale(
-                    runner,
-                    steps,
-                    position,
-                    report,
-                    functools.partial(_save, manager, state, position),
-                )
-            except Interrupted as stop:
-                _save(manager, state, position)
-                stop.step, stop.image = position.step, _unbatch(variable.numpy(), inputs.single)
-                raise
-            except NumericalError as err:
-                err.image = _unbatch(variable.numpy(), inputs.single)
-                raise
-            position.scale, position.scale_step = scale + 1, 0
-            image = variable.read_value()
+        run = self._begin(sum(steps))
+        image = None
+        for scale in range(run.position.scale, len(sizes)):
+            image = self._stylize_scale(inputs, run, scale, sizes, steps, image, callbacks)
         if image is None:  # resumed a run that had already finished
             raise ConfigError("the run in the checkpoint has already finished")
         result = image.numpy()
-        if config.preserve_color == "luminance":
+        if self.config.preserve_color == "luminance":
             content_at = resize_images(inputs.content, *result.shape[1:3]).numpy()
-            result = color.preserve_luminance(result, content_at, config.color_space)
+            result = color.preserve_luminance(result, content_at, self.config.color_space)
         return _unbatch(result, inputs.single)
+
+    def _begin(self, total_steps: int) -> _Run:
+        """A run's state: fresh, or the position of the checkpoint it resumes."""
+        config = self.config
+        run = _Run(checkpoints.RunState(config), checkpoints.Position())
+        if config.checkpoint_dir and config.resume:
+            run.restore_path, run.position = checkpoints.read_position(
+                config.checkpoint_dir, config
+            )
+            logging.info("resuming %s at step %d", run.restore_path, run.position.step)
+        elif config.checkpoint_dir:
+            checkpoints.clear(config.checkpoint_dir)
+        run.clock = _Clock(total_steps, run.position.step + 1)
+        return run
+
+    def _stylize_scale(self, inputs, run, scale, sizes, steps, previous, callbacks) -> tf.Tensor:
+        """One scale: its targets, its start (the image handed up from the last scale),
+        the optimisation, checkpoints; returns the image to hand up."""
+        size = sizes[scale]
+        targets = self.targets(inputs, size)
+        shape = (inputs.content.shape[0], *scaled_shape(*inputs.content.shape[1:3], size))
+        if previous is None:
+            start = self.start_image(inputs, shape[1:], run.state.rng)
+        else:
+            start = resize_images(previous, *shape[1:])
+        variable, runner = self._runner(shape + (3,), targets)
+        variable.assign(start)
+        runner.reset()
+        manager = self._checkpoint_manager(run, variable, runner)
+        logging.info(
+            "scale %d/%d: %dx%d px, %d steps",
+            scale + 1,
+            len(sizes),
+            shape[2],
+            shape[1],
+            steps[scale],
+        )
+        report = _Reporter(self, run.clock, callbacks, scale, size, variable, run.position)
+        save = functools.partial(_save, manager, run.state, run.position)
+        try:
+            self.run_scale(runner, steps[scale], run.position, report, save)
+        except Interrupted as stop:
+            save()
+            stop.step = run.position.step
+            stop.image = _unbatch(variable.numpy(), inputs.single)
+            raise
+        except NumericalError as err:
+            err.image = _unbatch(variable.numpy(), inputs.single)
+            raise
+        run.position.scale, run.position.scale_step = scale + 1, 0
+        return variable.read_value()
+
+    def _checkpoint_manager(self, run, variable, runner) -> tf.train.CheckpointManager | None:
+        """Checkpoints of this scale's image and optimiser (restored once when resuming)."""
+        if not self.config.checkpoint_dir:
+            return None
+        checkpoint = run.state.checkpoint(image=variable, **runner.state())
+        manager = tf.train.CheckpointManager(checkpoint, self.config.checkpoint_dir, max_to_keep=2)
+        if run.restore_path:
+            checkpoint.restore(run.restore_path).assert_existing_objects_matched()
+            run.restore_path = None
+        return manager
 
     def run_scale(self, runner, steps: int, position, report, save: Callable[[], None]) -> None:
         """Runs one scale's steps from where `position` stands, in chunks between
@@ -572,6 +588,17 @@ class Stylizer:
                 f"at {size} px an image side is under {needed} px, too small for {deepest}; "
                 "raise --size/--min_size or use shallower layers"
             )
+
+
+@dataclasses.dataclass
+class _Run:
+    """One stylize() call's state across scales: what a checkpoint saves, where the run
+    stands, the checkpoint to restore (until restored) and the clock."""
+
+    state: checkpoints.RunState
+    position: checkpoints.Position
+    restore_path: str | None = None
+    clock: _Clock | None = None
 
 
 class _Clock:
