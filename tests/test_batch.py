@@ -131,8 +131,8 @@ def test_measured_style_gives_the_same_result_as_the_style_images():
         min_size=32,
         steps=2,
         coarse_steps=2,
-        content_layers=("block2_conv1",),
-        style_layers=("block1_conv1", "block2_conv1"),
+        content_layers=("block1_conv2",),
+        style_layers=("block1_conv1", "block1_conv2"),
         style_blend_weights=(0.3, 0.7),
         style="a,b",
         precision="float32",
@@ -149,27 +149,42 @@ def test_measured_style_gives_the_same_result_as_the_style_images():
     )
 
 
+def test_a_photo_too_large_for_the_memory_given_fails_and_is_retried_later(tmp_path):
+    (path,) = _photos(tmp_path / "in", 1)
+    config = Config(size=64)
+    job = jobs.Job(config, str(tmp_path), memory_bytes=1e6)
+    (photo,) = jobs.plan(job, [str(path)], "digest")
+    # No stylizer is needed: the photo is refused before any work.
+    outcome = jobs.stylize_photo(None, job, photo, style=None)
+    assert not outcome.ok and "--memory_per_worker" in outcome.error
+    record = json.loads((tmp_path / "photo0.error.json").read_text())
+    assert record["error"] == outcome.error and record["final"] is False
+    assert jobs.failed_before(job, photo) is None  # a rerun with more memory tries again
+    assert not (tmp_path / "photo0.png").exists() and not (tmp_path / "photo0.json").exists()
+
+
 # --- processes --------------------------------------------------------------------------------
 
 
-def _stat(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return fields[0], int(fields[1])  # state, parent
-
-
-def _descendants(root=None):
-    """Live processes under `root` (this process), zombies excluded."""
-    children = collections.defaultdict(list)
+def _processes():
+    """(pid, state, parent) of every process on the machine."""
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                state, parent = _stat(entry)
-            except (OSError, IndexError):
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
                 continue
-            if state != "Z":
-                children[parent].append(int(entry))
-    found, todo = set(), [root or os.getpid()]
+            yield int(entry), fields[0], int(fields[1])
+
+
+def _descendants():
+    """Live processes under this one, zombies excluded."""
+    children = collections.defaultdict(list)
+    for pid, state, parent in _processes():
+        if state != "Z":
+            children[parent].append(pid)
+    found, todo = set(), [os.getpid()]
     while todo:
         for child in children[todo.pop()]:
             found.add(child)
@@ -216,22 +231,12 @@ def _is_loopback(address):
 
 def _reap():
     """Collects the exit status of orphans that Ray processes left to this subreaper."""
-    for pid in list(_descendants_any_state()):
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-
-
-def _descendants_any_state():
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
+    for pid, state, parent in list(_processes()):
+        if parent == os.getpid() and state == "Z":
             try:
-                state, parent = _stat(entry)
-            except (OSError, IndexError):
-                continue
-            if parent == os.getpid() and state == "Z":
-                yield int(entry)
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
 
 
 def _wait_gone(pids, seconds):
@@ -245,6 +250,18 @@ def _wait_gone(pids, seconds):
     return left
 
 
+def _end(pids, grace=0.0):
+    """Gives `pids` `grace` seconds to exit, then ends those left by id; returns them."""
+    left = _wait_gone(pids, grace)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert not _wait_gone(left, 10)
+    return left
+
+
 @pytest.fixture(scope="module")
 def processes():
     """Makes this process a child subreaper for the module; at the end, ends by id every
@@ -253,10 +270,7 @@ def processes():
     libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
     before = _descendants()
     yield before
-    left = _descendants() - before
-    for pid in left:
-        os.kill(pid, signal.SIGKILL)
-    _wait_gone(left, 10)
+    _end(_descendants() - before)
     libc.prctl(36, 0, 0, 0, 0)
 
 
@@ -279,6 +293,19 @@ def _command(inputs, output_dir, *flags):
         *SETTINGS,
         *flags,
     ]
+
+
+def _start(inputs, output_dir, *flags):
+    """Starts a batch; returns it and the set of processes that were there before."""
+    before = _descendants()
+    process = subprocess.Popen(
+        _command(inputs, output_dir, *flags),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    return process, before
 
 
 def _batch(inputs, output_dir, *flags, env=None, timeout=300):
@@ -335,15 +362,8 @@ def first_run(tmp_path_factory, processes):
     photos = _photos(root / "in", 5)
     (root / "in" / "broken.png").write_bytes(Image.new("RGB", (8, 8)).tobytes()[:40])
     output_dir = root / "out"
-    before = _descendants()
     started = time.monotonic()
-    process = subprocess.Popen(
-        _command(root / "in", output_dir, "--workers=2"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-    )
+    process, before = _start(root / "in", output_dir, "--workers=2", f"--logdir={root / 'logs'}")
     addresses, ray_pids = set(), set()
     while process.poll() is None:
         pids = _descendants() - before
@@ -375,6 +395,10 @@ def test_each_photo_is_stylised_exactly_once_by_two_workers(first_run):
     workers = {record["pid"] for record in records.values()}
     assert len(workers) == 2
     assert max(record["traces"] for record in records.values()) <= 2
+    # One TensorBoard run per photo under --logdir.
+    runs = sorted(path.name for path in (run["root"] / "logs").iterdir())
+    assert runs == [photo.stem for photo in photos]
+    assert all(list((run["root"] / "logs" / name).glob("events.out.tfevents.*")) for name in runs)
 
 
 def test_a_corrupt_photo_gets_its_error_record_and_exit_status_1(first_run):
@@ -440,24 +464,15 @@ def test_the_sidecar_key_is_the_documented_hash_and_other_settings_redo(first_ru
 def test_driver_killed_then_rerun_finishes_every_photo_once(tmp_path, processes):
     photos = _photos(tmp_path / "in", 5, seed=1)
     output_dir = tmp_path / "out"
-    before = _descendants()
-    process = subprocess.Popen(
-        _command(tmp_path / "in", output_dir, "--workers=2"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=_env(),
-    )
+    process, before = _start(tmp_path / "in", output_dir, "--workers=2")
     deadline = time.monotonic() + 240
     while not list(output_dir.glob("*.json")) and time.monotonic() < deadline:
         assert process.poll() is None, "the batch ended before it could be killed"
         time.sleep(0.05)
     process.kill()  # SIGKILL: no clean-up of any kind
-    process.wait()
+    process.communicate()
     # Ray's processes share the driver's fate; end by id any that linger.
-    started = _descendants() - before
-    for pid in _wait_gone(started, 15):
-        os.kill(pid, signal.SIGKILL)
-    _wait_gone(started, 10)
+    _end(_descendants() - before, grace=15)
     done_before = len(list(output_dir.glob("*.json")))
     assert 1 <= done_before < 5
     # What a writer killed mid-file leaves behind.
@@ -471,14 +486,7 @@ def test_driver_killed_then_rerun_finishes_every_photo_once(tmp_path, processes)
 def test_a_worker_killed_mid_photo_is_restarted_and_the_photo_retried(tmp_path, processes):
     photos = _photos(tmp_path / "in", 3, seed=2)
     output_dir = tmp_path / "out"
-    before = _descendants()
-    process = subprocess.Popen(
-        _command(tmp_path / "in", output_dir, "--workers=1"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-    )
+    process, before = _start(tmp_path / "in", output_dir, "--workers=1")
     killed = None
     deadline = time.monotonic() + 240
     while killed is None and process.poll() is None and time.monotonic() < deadline:
@@ -532,10 +540,7 @@ def local_cluster(processes):
     try:
         yield {"address": f"127.0.0.1:{port}", "token": token, "before": before}
     finally:
-        started = _descendants() - before
-        for pid in started:
-            os.kill(pid, signal.SIGKILL)
-        assert not _wait_gone(started, 15)
+        _end(_descendants() - before)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
