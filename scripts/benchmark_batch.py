@@ -75,7 +75,7 @@ def timed(command: list[str]) -> tuple[float, str]:
     seconds = time.perf_counter() - start
     if result.returncode:
         sys.exit(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
-    return seconds, result.stdout + result.stderr
+    return seconds, result.stdout
 
 
 def traces_per_worker(output_dir: str) -> list[tuple[int, int, int]]:
@@ -129,7 +129,9 @@ def main() -> None:
         results[name] = {"seconds": seconds, "load": (load, os.getloadavg()[0])}
         print(f"{name}: {seconds:.1f} s (load {load:.1f} -> {os.getloadavg()[0]:.1f})", flush=True)
         if "loop" in name:
-            results[name]["traces"] = json.loads(output.strip().splitlines()[-1])["traces"]
+            results[name]["traces"] = json.loads(output.strip().splitlines()[-1])[
+                "traces"
+            ]  # stdout
     results["one"] = traces_per_worker(os.path.join(work, "one"))
     results["many"] = traces_per_worker(os.path.join(work, "many"))
     write_section(args, cores, results)

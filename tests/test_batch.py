@@ -110,14 +110,17 @@ def test_the_queue_gives_a_worker_the_shapes_it_has_compiled():
     def photo(name, shape):
         return jobs.Photo(name, name, "", "", shape)
 
+    wide, tall = (48, 64), (64, 48)
     queue = jobs.Queue(
-        [photo("a", (48, 64)), photo("b", (64, 48)), photo("c", (48, 64)), photo("d", None)]
+        [photo("a", wide), photo("b", tall), photo("c", wide), photo("d", tall), photo("e", None)]
     )
     first, second = set(), set()
     assert queue.take(first).name == "a"  # the largest group first
-    assert queue.take(second).name == "c"
-    assert queue.take(first).name in ("b", "d") and len(queue) == 1
-    assert queue.take(second) is not None and queue.take(first) is None
+    assert queue.take(second).name == "b"  # a shape nobody has compiled
+    assert queue.take(first).name == "c" and queue.take(second).name == "d"
+    assert first == {wide} and second == {tall}
+    assert queue.take(first).name == "e" and len(queue) == 0
+    assert queue.take(second) is None
 
 
 def test_measured_style_gives_the_same_result_as_the_style_images():
