@@ -139,9 +139,9 @@ def run_batch(config: Config, options: BatchOptions) -> jobs.Summary:
     config = run.expand_styles(validate(config))
     paths = jobs.list_inputs(options.inputs)
     jobs.check_output_dir(options.output_dir, paths)
+    # Each worker finds the weights as this driver does (every node has the same set-up);
+    # their sha256 enters the key.
     source = weights.find_weights(config.vgg_weights)
-    # Where the weights are found now is where every worker of this machine finds them.
-    config = dataclasses.replace(config, vgg_weights=source.path)
     _, style, init = run.load_inputs(config)
     masks = run.load_masks(config)
     if isinstance(style, StyleTargets):
@@ -151,7 +151,9 @@ def run_batch(config: Config, options: BatchOptions) -> jobs.Summary:
         style = style.grams
     memory = options.memory_per_worker
     memory_bytes = memory * 1e9 if memory else run.estimated_peak_bytes(*(config.size,) * 2, config)
-    job = jobs.Job(config, os.path.abspath(options.output_dir), options.fmt, memory_bytes)
+    job = jobs.Job(
+        config, os.path.abspath(options.output_dir), options.fmt, memory_bytes, source.sha256
+    )
     photos = jobs.plan(job, paths, jobs.job_digest(config, options.fmt, source.sha256))
     summary = jobs.Summary()
     todo = []

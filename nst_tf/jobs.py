@@ -80,12 +80,14 @@ class Job:
         output_dir: Where NAME.png/.jpg, NAME.json and NAME.error.json go.
         fmt: "png" or "jpg".
         memory_bytes: The memory a worker may use; photos estimated to need more fail.
+        weights_sha256: The sha256 of the VGG19 weights every worker must use.
     """
 
     config: Config
     output_dir: str
     fmt: str = "png"
     memory_bytes: float = float("inf")
+    weights_sha256: str = ""
 
     def output(self, name: str) -> str:
         """The result image of output name `name`."""
