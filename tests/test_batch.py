@@ -166,6 +166,27 @@ def test_a_photo_too_large_for_the_memory_given_fails_and_is_retried_later(tmp_p
     assert not (tmp_path / "photo0.png").exists() and not (tmp_path / "photo0.json").exists()
 
 
+def test_the_default_pool_gives_each_worker_two_cpus_and_fills_the_machine():
+    from nst_tf.raypool import pool_size
+
+    class Cluster:
+        def __init__(self, cpus, memory=64e9):
+            self.resources = {"CPU": float(cpus), "memory": memory}
+
+        def cluster_resources(self):
+            return self.resources
+
+    assert pool_size(Cluster(2), None, None, 1e9, 100) == (1, 2)
+    assert pool_size(Cluster(16), None, None, 1e9, 100) == (8, 2)
+    assert pool_size(Cluster(16), None, None, 1e9, 3) == (3, 2)  # no idle workers
+    assert pool_size(Cluster(1), None, None, 1e9, 100) == (1, 1)
+    assert pool_size(Cluster(2), 2, 1, 1e9, 100) == (2, 1)
+    with pytest.raises(jobs.ConfigError, match="need 4 CPUs; the cluster has 2"):
+        pool_size(Cluster(2), 2, None, 1e9, 100)
+    with pytest.raises(jobs.ConfigError, match="need more memory"):
+        pool_size(Cluster(16, memory=8e9), None, None, 2e9, 100)
+
+
 # --- processes --------------------------------------------------------------------------------
 
 
@@ -366,7 +387,9 @@ def first_run(tmp_path_factory, processes):
     (root / "in" / "broken.png").write_bytes(Image.new("RGB", (8, 8)).tobytes()[:40])
     output_dir = root / "out"
     started = time.monotonic()
-    process, before = _start(root / "in", output_dir, "--workers=2", f"--logdir={root / 'logs'}")
+    process, before = _start(
+        root / "in", output_dir, "--workers=2", "--cpus_per_worker=1", f"--logdir={root / 'logs'}"
+    )
     addresses, ray_pids = set(), set()
     while process.poll() is None:
         pids = _descendants() - before
@@ -425,7 +448,7 @@ def test_ray_listens_on_loopback_only_and_leaves_no_process(first_run):
 def test_a_rerun_stylises_nothing(first_run):
     output_dir = first_run["output_dir"]
     stamps = {p.name: p.stat().st_mtime_ns for p in output_dir.iterdir()}
-    rerun = _batch(first_run["root"] / "in", output_dir, "--workers=2")
+    rerun = _batch(first_run["root"] / "in", output_dir, "--workers=2", "--cpus_per_worker=1")
     assert rerun.returncode == 1  # the corrupt photo still fails, recorded by the first run
     assert "done 0, skipped 5" in rerun.stderr and "failed 1" in rerun.stderr
     assert {p.name: p.stat().st_mtime_ns for p in output_dir.iterdir()} == stamps
@@ -467,7 +490,7 @@ def test_the_sidecar_key_is_the_documented_hash_and_other_settings_redo(first_ru
 def test_driver_killed_then_rerun_finishes_every_photo_once(tmp_path, processes):
     photos = _photos(tmp_path / "in", 5, seed=1)
     output_dir = tmp_path / "out"
-    process, before = _start(tmp_path / "in", output_dir, "--workers=2")
+    process, before = _start(tmp_path / "in", output_dir, "--workers=2", "--cpus_per_worker=1")
     deadline = time.monotonic() + 240
     while not list(output_dir.glob("*.json")) and time.monotonic() < deadline:
         assert process.poll() is None, "the batch ended before it could be killed"
@@ -480,7 +503,7 @@ def test_driver_killed_then_rerun_finishes_every_photo_once(tmp_path, processes)
     assert 1 <= done_before < 5
     # What a writer killed mid-file leaves behind.
     (output_dir / ".nst_tf-0123456789abcdef.part").write_bytes(b"half an image")
-    rerun = _batch(tmp_path / "in", output_dir, "--workers=2")
+    rerun = _batch(tmp_path / "in", output_dir, "--workers=2", "--cpus_per_worker=1")
     assert rerun.returncode == 0, rerun.stderr
     assert f"skipped {done_before}" in rerun.stderr
     _check_exactly_once(photos, output_dir)
