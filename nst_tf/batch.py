@@ -266,7 +266,9 @@ def _batch_main(argv: list[str]) -> int:
 
 
 def main() -> None:
-    """Entry point of `nst-tf-batch`."""
+    """Entry point of `nst-tf-batch` and `python -m nst_tf.batch`."""
+    if os.path.basename(sys.argv[0]) == "batch.py":
+        sys.argv[0] = "nst-tf-batch"  # messages name the command, not this file
     app.run(_batch_main, flags_parser=cli._parse)  # pylint: disable=protected-access
 
 

@@ -603,6 +603,7 @@ def _refused(tmp_path, *flags, inputs=None, output_dir=None, code=1):
     assert result.returncode == code, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith("nst-tf-batch: ")
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing written
     return lines[0]
 
