@@ -264,14 +264,14 @@ def _reap():
 
 
 def _wait_gone(pids, seconds):
+    """Waits up to `seconds` for `pids` to end; returns those still there."""
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    while True:
         _reap()
         left = pids & _descendants()
-        if not left:
-            return set()
+        if not left or time.monotonic() >= deadline:
+            return left
         time.sleep(0.2)
-    return left
 
 
 def _end(pids, grace=0.0):
@@ -488,7 +488,7 @@ def test_the_sidecar_key_is_the_documented_hash_and_other_settings_redo(first_ru
 
 
 def test_driver_killed_then_rerun_finishes_every_photo_once(tmp_path, processes):
-    photos = _photos(tmp_path / "in", 5, seed=1)
+    photos = _photos(tmp_path / "in", 4, seed=1)
     output_dir = tmp_path / "out"
     process, before = _start(tmp_path / "in", output_dir, "--workers=2", "--cpus_per_worker=1")
     deadline = time.monotonic() + 240
@@ -500,7 +500,7 @@ def test_driver_killed_then_rerun_finishes_every_photo_once(tmp_path, processes)
     # Ray's processes share the driver's fate; end by id any that linger.
     _end(_descendants() - before, grace=15)
     done_before = len(list(output_dir.glob("*.json")))
-    assert 1 <= done_before < 5
+    assert 1 <= done_before < 4
     # What a writer killed mid-file leaves behind.
     (output_dir / ".nst_tf-0123456789abcdef.part").write_bytes(b"half an image")
     rerun = _batch(tmp_path / "in", output_dir, "--workers=2", "--cpus_per_worker=1")
@@ -510,7 +510,7 @@ def test_driver_killed_then_rerun_finishes_every_photo_once(tmp_path, processes)
 
 
 def test_a_worker_killed_mid_photo_is_restarted_and_the_photo_retried(tmp_path, processes):
-    photos = _photos(tmp_path / "in", 3, seed=2)
+    photos = _photos(tmp_path / "in", 2, seed=2)
     output_dir = tmp_path / "out"
     process, before = _start(tmp_path / "in", output_dir, "--workers=1")
     killed = None
