@@ -17,13 +17,9 @@ import time
 
 from absl import app, flags, logging
 
-from nst_tf import cli, jobs
+from nst_tf import cli, jobs, raypool
 from nst_tf.config import Config, validate
 from nst_tf.errors import ConfigError, NstError
-
-# Measured on 2 cores (docs/benchmarks.md, "Batch"): how many CPUs one worker gets by
-# default; the default number of workers fills the machine's (or cluster's) CPUs.
-DEFAULT_CPUS_PER_WORKER = 1
 
 flags.DEFINE_string("inputs", None, "Photos: a folder, a glob pattern, or a .txt list of paths.")
 flags.DEFINE_string("output_dir", None, "Where NAME.png/.jpg, NAME.json (sidecar) are written.")
@@ -32,8 +28,9 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_integer(
     "cpus_per_worker",
-    DEFAULT_CPUS_PER_WORKER,
-    "CPUs each worker reserves (and TensorFlow's threads in it).",
+    None,
+    "CPUs each worker reserves (and TensorFlow's threads in it); default: "
+    f"{raypool.DEFAULT_CPUS_PER_WORKER} (measured), or all of a smaller machine's.",
 )
 flags.DEFINE_float(
     "memory_per_worker",
@@ -72,7 +69,8 @@ class BatchOptions:
         inputs: A folder, a glob pattern, or a .txt list of photo paths.
         output_dir: Where results and sidecars go (created if missing).
         workers: Actors in the pool; None: as many as the CPUs hold.
-        cpus_per_worker: CPUs each actor reserves and TensorFlow's threads in it.
+        cpus_per_worker: CPUs each actor reserves and TensorFlow's threads in it;
+            None: raypool.DEFAULT_CPUS_PER_WORKER, or all of a smaller cluster's.
         memory_per_worker: GB each actor reserves; None: the estimate for config.size.
         ray_address: "" (embedded Ray on 127.0.0.1), "auto" or HOST:PORT.
         max_retries: Retries of a photo whose worker died.
@@ -84,7 +82,7 @@ class BatchOptions:
     inputs: str
     output_dir: str
     workers: int | None = None
-    cpus_per_worker: int = DEFAULT_CPUS_PER_WORKER
+    cpus_per_worker: int | None = None
     memory_per_worker: float | None = None
     ray_address: str = ""
     max_retries: int = 2
@@ -105,7 +103,7 @@ def check_options(options: BatchOptions) -> None:
         raise ConfigError("--output_dir is required: the directory for the results")
     if options.workers is not None and options.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {options.workers}")
-    if options.cpus_per_worker < 1:
+    if options.cpus_per_worker is not None and options.cpus_per_worker < 1:
         raise ConfigError(f"--cpus_per_worker must be at least 1, got {options.cpus_per_worker}")
     if options.memory_per_worker is not None and not options.memory_per_worker > 0:
         raise ConfigError(f"--memory_per_worker must be > 0 GB, got {options.memory_per_worker}")
@@ -139,9 +137,9 @@ def run_batch(config: Config, options: BatchOptions) -> jobs.Summary:
     config = run.expand_styles(validate(config))
     paths = jobs.list_inputs(options.inputs)
     jobs.check_output_dir(options.output_dir, paths)
+    # Each worker finds the weights as this driver does (every node has the same set-up);
+    # their sha256 enters the key.
     source = weights.find_weights(config.vgg_weights)
-    # Where the weights are found now is where every worker of this machine finds them.
-    config = dataclasses.replace(config, vgg_weights=source.path)
     _, style, init = run.load_inputs(config)
     masks = run.load_masks(config)
     if isinstance(style, StyleTargets):
@@ -151,7 +149,9 @@ def run_batch(config: Config, options: BatchOptions) -> jobs.Summary:
         style = style.grams
     memory = options.memory_per_worker
     memory_bytes = memory * 1e9 if memory else run.estimated_peak_bytes(*(config.size,) * 2, config)
-    job = jobs.Job(config, os.path.abspath(options.output_dir), options.fmt, memory_bytes)
+    job = jobs.Job(
+        config, os.path.abspath(options.output_dir), options.fmt, memory_bytes, source.sha256
+    )
     photos = jobs.plan(job, paths, jobs.job_digest(config, options.fmt, source.sha256))
     summary = jobs.Summary()
     todo = []
@@ -168,8 +168,6 @@ def run_batch(config: Config, options: BatchOptions) -> jobs.Summary:
         if os.path.isdir(job.output_dir):
             jobs.remove_partials(job.output_dir)
         return summary
-    from nst_tf import raypool  # pylint: disable=import-outside-toplevel
-
     ray = raypool.connect(options.ray_address)
     try:
         _run_pool(ray, job, todo, style, (masks, init), options, summary)
@@ -179,13 +177,11 @@ def run_batch(config: Config, options: BatchOptions) -> jobs.Summary:
 
 
 def _run_pool(ray, job, todo, style, extras, options, summary) -> None:
-    from nst_tf import raypool  # pylint: disable=import-outside-toplevel
-
     try:
         from tqdm import tqdm  # pylint: disable=import-outside-toplevel
     except ImportError:
         raise ConfigError("nst-tf-batch needs tqdm: pip install 'nst_tf[ray]'") from None
-    workers = raypool.pool_size(
+    workers, cpus_per_worker = raypool.pool_size(
         ray, options.workers, options.cpus_per_worker, job.memory_bytes, len(todo)
     )
     os.makedirs(job.output_dir, exist_ok=True)
@@ -197,7 +193,7 @@ def _run_pool(ray, job, todo, style, extras, options, summary) -> None:
         len(summary.failed),
         f", {removed} temporary files of a killed run removed" if removed else "",
         workers,
-        options.cpus_per_worker,
+        cpus_per_worker,
         job.memory_bytes / 1e9,
     )
     config = job.config
@@ -221,7 +217,7 @@ def _run_pool(ray, job, todo, style, extras, options, summary) -> None:
             extras,
             measure=measure,
             workers=workers,
-            cpus_per_worker=options.cpus_per_worker,
+            cpus_per_worker=cpus_per_worker,
             max_retries=options.max_retries,
             on_outcome=on_outcome,
         )
@@ -270,7 +266,9 @@ def _batch_main(argv: list[str]) -> int:
 
 
 def main() -> None:
-    """Entry point of `nst-tf-batch`."""
+    """Entry point of `nst-tf-batch` and `python -m nst_tf.batch`."""
+    if os.path.basename(sys.argv[0]) == "batch.py":
+        sys.argv[0] = "nst-tf-batch"  # messages name the command, not this file
     app.run(_batch_main, flags_parser=cli._parse)  # pylint: disable=protected-access
 
 

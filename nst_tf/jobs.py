@@ -80,12 +80,14 @@ class Job:
         output_dir: Where NAME.png/.jpg, NAME.json and NAME.error.json go.
         fmt: "png" or "jpg".
         memory_bytes: The memory a worker may use; photos estimated to need more fail.
+        weights_sha256: The sha256 of the VGG19 weights every worker must use.
     """
 
     config: Config
     output_dir: str
     fmt: str = "png"
     memory_bytes: float = float("inf")
+    weights_sha256: str = ""
 
     def output(self, name: str) -> str:
         """The result image of output name `name`."""
@@ -459,9 +461,9 @@ def _monitor(config: Config, photo: Photo, content):
 class Queue:
     """The photos still to do, grouped by result shape.
 
-    A worker is given another photo of a shape it has already compiled when one is
-    left, so each worker traces each shape once where the photos allow; otherwise the
-    next photo of the largest group.
+    A worker gets another photo of a shape it has compiled while one is left; else one
+    of a shape no worker has compiled yet; else one of the largest group left. So each
+    shape is compiled by as few workers as keep them all busy.
     """
 
     def __init__(self, photos: Iterable[Photo]):
@@ -469,19 +471,27 @@ class Queue:
         for photo in photos:
             groups[photo.shape].append(photo)
         self.groups = dict(sorted(groups.items(), key=lambda item: -len(item[1])))
+        self.claimed = set()
 
     def __len__(self) -> int:
         return sum(len(group) for group in self.groups.values())
 
     def take(self, compiled: set) -> Photo | None:
-        """The next photo for a worker that has compiled the shapes in `compiled`."""
+        """The next photo for a worker that has compiled the shapes in `compiled` (the
+        photo's shape is added to it)."""
         if not self.groups:
             return None
-        shape = next((s for s in self.groups if s in compiled), next(iter(self.groups)))
+        shape = next(
+            (s for s in self.groups if s in compiled),
+            next((s for s in self.groups if s not in self.claimed), None),
+        )
+        if shape is None:
+            shape = max(self.groups, key=lambda s: len(self.groups[s]))
         photo = self.groups[shape].popleft()
         if not self.groups[shape]:
             del self.groups[shape]
         compiled.add(shape)
+        self.claimed.add(shape)
         return photo
 
 

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 
 from nst_tf import jobs
 from nst_tf.config import Config
-from nst_tf.errors import ConfigError
+from nst_tf.errors import ConfigError, WeightsError
 
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 # The style statistics, masks and start image are all the object store holds.
@@ -42,9 +42,13 @@ class BatchWorker:
     Args:
         config: The stylisation settings.
         threads: CPU threads for TensorFlow's thread pools (the actor's --cpus_per_worker).
+        weights_sha256: The sha256 of the weights the driver found (and put in the keys).
+
+    Raises:
+        WeightsError: this node's weights are not the driver's.
     """
 
-    def __init__(self, config: Config, threads: int):
+    def __init__(self, config: Config, threads: int, weights_sha256: str):
         from nst_tf.run import _quiet_stderr  # pylint: disable=import-outside-toplevel
 
         # A worker's C++ output reaches the driver's terminal (Ray redirects only
@@ -58,6 +62,12 @@ class BatchWorker:
         from nst_tf.stylizer import Stylizer  # pylint: disable=import-outside-toplevel
 
         self.stylizer = Stylizer(config)
+        found = self.stylizer.model.weights_source.sha256
+        if found != weights_sha256:
+            raise WeightsError(
+                f"{socket.gethostname()} has other VGG19 weights (sha256 {found[:12]}...) than "
+                f"the driver ({weights_sha256[:12]}...); install the same on every node"
+            )
 
     def measure(self, style_images):
         """The style images' statistics at every scale (Stylizer.measure_style)."""
@@ -158,15 +168,24 @@ def _one_line(err: BaseException) -> str:
     return lines[-1] if lines else type(err).__name__
 
 
-def pool_size(ray, workers: int | None, cpus_per_worker: int, memory_bytes: float, photos: int):
-    """The number of workers: as asked, or as many as the cluster's CPUs hold; never
-    more than there are photos.
+# Measured on 2 cores (docs/benchmarks.md, "Batch"): one worker with 2 threads beat two
+# workers with one thread each (each worker loads the network and compiles its shapes
+# itself). So by default a worker gets 2 CPUs, and there are as many as the CPUs hold.
+DEFAULT_CPUS_PER_WORKER = 2
+
+
+def pool_size(
+    ray, workers: int | None, cpus_per_worker: int | None, memory_bytes: float, photos: int
+) -> tuple[int, int]:
+    """The pool: (workers, CPUs per worker), as asked or by the default rule; never more
+    workers than photos.
 
     Raises:
         ConfigError: the cluster lacks the CPUs or memory for the workers asked.
     """
     resources = ray.cluster_resources()
     cpus, memory = resources.get("CPU", 0), resources.get("memory", 0)
+    cpus_per_worker = cpus_per_worker or max(1, min(DEFAULT_CPUS_PER_WORKER, int(cpus)))
     count = workers or max(1, int(cpus // cpus_per_worker))
     if count * cpus_per_worker > cpus:
         raise ConfigError(
@@ -178,7 +197,7 @@ def pool_size(ray, workers: int | None, cpus_per_worker: int, memory_bytes: floa
             f"{count} workers x {memory_bytes / 1e9:.1f} GB need more memory than Ray offers "
             f"({memory / 1e9:.1f} GB): lower --workers or --memory_per_worker"
         )
-    return min(count, photos)
+    return min(count, photos), cpus_per_worker
 
 
 def run(
@@ -219,7 +238,9 @@ def run(
         max_restarts=-1,
         max_task_retries=max_retries,
     )
-    actors = [actor_class.remote(job.config, cpus_per_worker) for _ in range(workers)]
+    actors = [
+        actor_class.remote(job.config, cpus_per_worker, job.weights_sha256) for _ in range(workers)
+    ]
     try:
         if measure:
             style_ref = actors[0].measure.remote(ray.put(style))

@@ -110,14 +110,17 @@ def test_the_queue_gives_a_worker_the_shapes_it_has_compiled():
     def photo(name, shape):
         return jobs.Photo(name, name, "", "", shape)
 
+    wide, tall = (48, 64), (64, 48)
     queue = jobs.Queue(
-        [photo("a", (48, 64)), photo("b", (64, 48)), photo("c", (48, 64)), photo("d", None)]
+        [photo("a", wide), photo("b", tall), photo("c", wide), photo("d", tall), photo("e", None)]
     )
     first, second = set(), set()
     assert queue.take(first).name == "a"  # the largest group first
-    assert queue.take(second).name == "c"
-    assert queue.take(first).name in ("b", "d") and len(queue) == 1
-    assert queue.take(second) is not None and queue.take(first) is None
+    assert queue.take(second).name == "b"  # a shape nobody has compiled
+    assert queue.take(first).name == "c" and queue.take(second).name == "d"
+    assert first == {wide} and second == {tall}
+    assert queue.take(first).name == "e" and len(queue) == 0
+    assert queue.take(second) is None
 
 
 def test_measured_style_gives_the_same_result_as_the_style_images():
@@ -131,10 +134,11 @@ def test_measured_style_gives_the_same_result_as_the_style_images():
         min_size=32,
         steps=2,
         coarse_steps=2,
-        content_layers=("block2_conv1",),
-        style_layers=("block1_conv1", "block2_conv1"),
+        content_layers=("block1_conv2",),
+        style_layers=("block1_conv1", "block1_conv2"),
         style_blend_weights=(0.3, 0.7),
         style="a,b",
+        optimizer="adam",
         precision="float32",
         xla="off",
     )
@@ -149,27 +153,63 @@ def test_measured_style_gives_the_same_result_as_the_style_images():
     )
 
 
+def test_a_photo_too_large_for_the_memory_given_fails_and_is_retried_later(tmp_path):
+    (path,) = _photos(tmp_path / "in", 1)
+    config = Config(size=64)
+    job = jobs.Job(config, str(tmp_path), memory_bytes=1e6)
+    (photo,) = jobs.plan(job, [str(path)], "digest")
+    # No stylizer is needed: the photo is refused before any work.
+    outcome = jobs.stylize_photo(None, job, photo, style=None)
+    assert not outcome.ok and "--memory_per_worker" in outcome.error
+    record = json.loads((tmp_path / "photo0.error.json").read_text())
+    assert record["error"] == outcome.error and record["final"] is False
+    assert jobs.failed_before(job, photo) is None  # a rerun with more memory tries again
+    assert not (tmp_path / "photo0.png").exists() and not (tmp_path / "photo0.json").exists()
+
+
+def test_the_default_pool_gives_each_worker_two_cpus_and_fills_the_machine():
+    from nst_tf.raypool import pool_size
+
+    class Cluster:
+        def __init__(self, cpus, memory=64e9):
+            self.resources = {"CPU": float(cpus), "memory": memory}
+
+        def cluster_resources(self):
+            return self.resources
+
+    assert pool_size(Cluster(2), None, None, 1e9, 100) == (1, 2)
+    assert pool_size(Cluster(16), None, None, 1e9, 100) == (8, 2)
+    assert pool_size(Cluster(16), None, None, 1e9, 3) == (3, 2)  # no idle workers
+    assert pool_size(Cluster(1), None, None, 1e9, 100) == (1, 1)
+    assert pool_size(Cluster(2), 2, 1, 1e9, 100) == (2, 1)
+    with pytest.raises(jobs.ConfigError, match="need 4 CPUs; the cluster has 2"):
+        pool_size(Cluster(2), 2, None, 1e9, 100)
+    with pytest.raises(jobs.ConfigError, match="need more memory"):
+        pool_size(Cluster(16, memory=8e9), None, None, 2e9, 100)
+
+
 # --- processes --------------------------------------------------------------------------------
 
 
-def _stat(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return fields[0], int(fields[1])  # state, parent
-
-
-def _descendants(root=None):
-    """Live processes under `root` (this process), zombies excluded."""
-    children = collections.defaultdict(list)
+def _processes():
+    """(pid, state, parent) of every process on the machine."""
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                state, parent = _stat(entry)
-            except (OSError, IndexError):
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
                 continue
-            if state != "Z":
-                children[parent].append(int(entry))
-    found, todo = set(), [root or os.getpid()]
+            yield int(entry), fields[0], int(fields[1])
+
+
+def _descendants():
+    """Live processes under this one, zombies excluded."""
+    children = collections.defaultdict(list)
+    for pid, state, parent in _processes():
+        if state != "Z":
+            children[parent].append(pid)
+    found, todo = set(), [os.getpid()]
     while todo:
         for child in children[todo.pop()]:
             found.add(child)
@@ -216,32 +256,34 @@ def _is_loopback(address):
 
 def _reap():
     """Collects the exit status of orphans that Ray processes left to this subreaper."""
-    for pid in list(_descendants_any_state()):
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-
-
-def _descendants_any_state():
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
+    for pid, state, parent in list(_processes()):
+        if parent == os.getpid() and state == "Z":
             try:
-                state, parent = _stat(entry)
-            except (OSError, IndexError):
-                continue
-            if parent == os.getpid() and state == "Z":
-                yield int(entry)
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
 
 
 def _wait_gone(pids, seconds):
+    """Waits up to `seconds` for `pids` to end; returns those still there."""
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    while True:
         _reap()
         left = pids & _descendants()
-        if not left:
-            return set()
+        if not left or time.monotonic() >= deadline:
+            return left
         time.sleep(0.2)
+
+
+def _end(pids, grace=0.0):
+    """Gives `pids` `grace` seconds to exit, then ends those left by id; returns them."""
+    left = _wait_gone(pids, grace)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert not _wait_gone(left, 10)
     return left
 
 
@@ -253,10 +295,7 @@ def processes():
     libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
     before = _descendants()
     yield before
-    left = _descendants() - before
-    for pid in left:
-        os.kill(pid, signal.SIGKILL)
-    _wait_gone(left, 10)
+    _end(_descendants() - before)
     libc.prctl(36, 0, 0, 0, 0)
 
 
@@ -279,6 +318,19 @@ def _command(inputs, output_dir, *flags):
         *SETTINGS,
         *flags,
     ]
+
+
+def _start(inputs, output_dir, *flags):
+    """Starts a batch; returns it and the set of processes that were there before."""
+    before = _descendants()
+    process = subprocess.Popen(
+        _command(inputs, output_dir, *flags),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    return process, before
 
 
 def _batch(inputs, output_dir, *flags, env=None, timeout=300):
@@ -335,14 +387,9 @@ def first_run(tmp_path_factory, processes):
     photos = _photos(root / "in", 5)
     (root / "in" / "broken.png").write_bytes(Image.new("RGB", (8, 8)).tobytes()[:40])
     output_dir = root / "out"
-    before = _descendants()
     started = time.monotonic()
-    process = subprocess.Popen(
-        _command(root / "in", output_dir, "--workers=2"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
+    process, before = _start(
+        root / "in", output_dir, "--workers=2", "--cpus_per_worker=1", f"--logdir={root / 'logs'}"
     )
     addresses, ray_pids = set(), set()
     while process.poll() is None:
@@ -375,6 +422,10 @@ def test_each_photo_is_stylised_exactly_once_by_two_workers(first_run):
     workers = {record["pid"] for record in records.values()}
     assert len(workers) == 2
     assert max(record["traces"] for record in records.values()) <= 2
+    # One TensorBoard run per photo under --logdir.
+    runs = sorted(path.name for path in (run["root"] / "logs").iterdir())
+    assert runs == [photo.stem for photo in photos]
+    assert all(list((run["root"] / "logs" / name).glob("events.out.tfevents.*")) for name in runs)
 
 
 def test_a_corrupt_photo_gets_its_error_record_and_exit_status_1(first_run):
@@ -398,7 +449,7 @@ def test_ray_listens_on_loopback_only_and_leaves_no_process(first_run):
 def test_a_rerun_stylises_nothing(first_run):
     output_dir = first_run["output_dir"]
     stamps = {p.name: p.stat().st_mtime_ns for p in output_dir.iterdir()}
-    rerun = _batch(first_run["root"] / "in", output_dir, "--workers=2")
+    rerun = _batch(first_run["root"] / "in", output_dir, "--workers=2", "--cpus_per_worker=1")
     assert rerun.returncode == 1  # the corrupt photo still fails, recorded by the first run
     assert "done 0, skipped 5" in rerun.stderr and "failed 1" in rerun.stderr
     assert {p.name: p.stat().st_mtime_ns for p in output_dir.iterdir()} == stamps
@@ -438,47 +489,31 @@ def test_the_sidecar_key_is_the_documented_hash_and_other_settings_redo(first_ru
 
 
 def test_driver_killed_then_rerun_finishes_every_photo_once(tmp_path, processes):
-    photos = _photos(tmp_path / "in", 5, seed=1)
+    photos = _photos(tmp_path / "in", 4, seed=1)
     output_dir = tmp_path / "out"
-    before = _descendants()
-    process = subprocess.Popen(
-        _command(tmp_path / "in", output_dir, "--workers=2"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=_env(),
-    )
+    process, before = _start(tmp_path / "in", output_dir, "--workers=1")
     deadline = time.monotonic() + 240
     while not list(output_dir.glob("*.json")) and time.monotonic() < deadline:
         assert process.poll() is None, "the batch ended before it could be killed"
         time.sleep(0.05)
     process.kill()  # SIGKILL: no clean-up of any kind
-    process.wait()
+    process.communicate()
     # Ray's processes share the driver's fate; end by id any that linger.
-    started = _descendants() - before
-    for pid in _wait_gone(started, 15):
-        os.kill(pid, signal.SIGKILL)
-    _wait_gone(started, 10)
+    _end(_descendants() - before, grace=15)
     done_before = len(list(output_dir.glob("*.json")))
-    assert 1 <= done_before < 5
+    assert 1 <= done_before < 4
     # What a writer killed mid-file leaves behind.
     (output_dir / ".nst_tf-0123456789abcdef.part").write_bytes(b"half an image")
-    rerun = _batch(tmp_path / "in", output_dir, "--workers=2")
+    rerun = _batch(tmp_path / "in", output_dir, "--workers=1")
     assert rerun.returncode == 0, rerun.stderr
     assert f"skipped {done_before}" in rerun.stderr
     _check_exactly_once(photos, output_dir)
 
 
 def test_a_worker_killed_mid_photo_is_restarted_and_the_photo_retried(tmp_path, processes):
-    photos = _photos(tmp_path / "in", 3, seed=2)
+    photos = _photos(tmp_path / "in", 2, seed=2)
     output_dir = tmp_path / "out"
-    before = _descendants()
-    process = subprocess.Popen(
-        _command(tmp_path / "in", output_dir, "--workers=1"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-    )
+    process, before = _start(tmp_path / "in", output_dir, "--workers=1")
     killed = None
     deadline = time.monotonic() + 240
     while killed is None and process.poll() is None and time.monotonic() < deadline:
@@ -532,10 +567,7 @@ def local_cluster(processes):
     try:
         yield {"address": f"127.0.0.1:{port}", "token": token, "before": before}
     finally:
-        started = _descendants() - before
-        for pid in started:
-            os.kill(pid, signal.SIGKILL)
-        assert not _wait_gone(started, 15)
+        _end(_descendants() - before)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
@@ -572,6 +604,7 @@ def _refused(tmp_path, *flags, inputs=None, output_dir=None, code=1):
     assert result.returncode == code, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith("nst-tf-batch: ")
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing written
     return lines[0]
 
