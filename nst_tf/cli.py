@@ -96,6 +96,22 @@ flags.DEFINE_string("color_space", _D.color_space, "yuv, ycbcr or lab (for lumin
 flags.DEFINE_string("style_loss", _D.style_loss, "gram (Gatys) or wasserstein (mean + covariance).")
 flags.DEFINE_list("style_mask", list(_D.style_mask), "One grayscale mask per --style entry.")
 
+# --- large outputs and prints
+flags.DEFINE_string(
+    "tile_size",
+    str(_D.tile_size),
+    "auto (tile only a scale that would not fit), 0 (never tile) or N px per tile; exact.",
+)
+flags.DEFINE_float(
+    "memory_limit", _D.memory_limit, "Memory budget in GB; 0 = 80 % of the available memory."
+)
+flags.DEFINE_integer("bit_depth", _D.bit_depth, "8, or 16 bits per channel (a .tif output).")
+flags.DEFINE_string(
+    "schedule",
+    _D.schedule,
+    "auto (fewer steps above 1024 px) or fixed; --steps/--coarse_steps given mean fixed.",
+)
+
 # --- export -------------------------------------------------------------------------
 flags.DEFINE_string("export_dir", None, "nst-tf-export: directory for the SavedModel.")
 flags.DEFINE_string("describe", None, "nst-tf-export: print the description of an export.")
@@ -127,6 +143,9 @@ def config_from_flags() -> Config:
     names = [f.name for f in Config.__dataclass_fields__.values()]
     values = {name: FLAGS[name].value for name in names if name not in numbers}
     values.update({name: _floats(name, FLAGS[name].value) for name in numbers})
+    # Steps given on the command line are what the user wants at every scale.
+    if not FLAGS["schedule"].present and (FLAGS["steps"].present or FLAGS["coarse_steps"].present):
+        values["schedule"] = "fixed"
     return Config(**values)
 
 

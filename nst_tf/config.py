@@ -40,6 +40,10 @@ POOLINGS = ("max", "avg")
 PRESERVE_COLOR = ("none", "luminance", "histogram")
 COLOR_SPACES = ("yuv", "ycbcr", "lab")
 STYLE_LOSSES = ("gram", "wasserstein")
+# Scales with a longer side than this run fewer steps under --schedule=auto.
+LARGE_SCALE = 1024
+# Extensions of the 16-bit output (TIFF, written with tifffile).
+TIFF_EXTENSIONS = (".tif", ".tiff")
 
 
 def layer_downsampling(layer: str) -> int:
@@ -112,6 +116,15 @@ class Config:
             Gaussians fitted to the features: mean and covariance, as crowsonkb's).
         style_mask: One grayscale mask per --style entry: where in the output each
             style applies (white: fully, black: not at all, grey: partly).
+        tile_size: "auto" tiles a scale only when its whole-image step would not fit
+            the memory budget, with the largest tile that fits; 0 never tiles; N tiles
+            with N px tile interiors. Tiled steps give the same loss and gradient.
+        memory_limit: The memory budget in GB; 0 means 80 % of the memory available
+            when the run starts.
+        bit_depth: 8, or 16 bits per channel (TIFF output) for prints.
+        schedule: "auto" runs fewer steps at scales above LARGE_SCALE px (the small
+            scales have laid out the picture); "fixed" runs steps/coarse_steps at every
+            scale (what the command line does when --steps or --coarse_steps is given).
     """
 
     content: str | None = None
@@ -163,6 +176,10 @@ class Config:
     color_space: str = "yuv"
     style_loss: str = "gram"
     style_mask: tuple[str, ...] = ()
+    tile_size: str = "auto"
+    memory_limit: float = 0.0
+    bit_depth: int = 8
+    schedule: str = "auto"
 
     def __post_init__(self):
         # Flags and notebooks hand in lists (or "a,b" strings); keep tuples so configs
@@ -255,6 +272,7 @@ _INT_SETTINGS = (
     "snapshot_every",
     "log_every",
     "checkpoint_every",
+    "bit_depth",
 )
 _REAL_SETTINGS = (
     "learning_rate",
@@ -265,6 +283,7 @@ _REAL_SETTINGS = (
     "tv_weight",
     "style_layer_weight_exp",
     "init_noise_ratio",
+    "memory_limit",
 )
 _CHOICES = {
     "optimizer": OPTIMIZERS,
@@ -275,6 +294,7 @@ _CHOICES = {
     "preserve_color": PRESERVE_COLOR,
     "color_space": COLOR_SPACES,
     "style_loss": STYLE_LOSSES,
+    "schedule": ("auto", "fixed"),
 }
 _LIST_SETTINGS = (
     "style_mask",
@@ -430,6 +450,7 @@ def validate(config: Config) -> Config:
     inputs += list(config.style_mask)
     if config.init not in INIT_KEYWORDS:
         inputs.append(config.init)
+    _check_large_settings(config)
     out = os.path.realpath(config.output)
     for path in inputs:
         if os.path.realpath(path) == out:
@@ -437,3 +458,25 @@ def validate(config: Config) -> Config:
                 f"--output={config.output} is also an input image; write the result elsewhere"
             )
     return config
+
+
+def _check_large_settings(config: Config) -> None:
+    """--tile_size, --memory_limit and --bit_depth (the halo is checked with the sizes)."""
+    tile = str(config.tile_size).strip()
+    if tile != "auto" and not (tile.lstrip("-").isdigit() and int(tile) >= 0):
+        raise ConfigError(
+            f"--tile_size={_shown(config.tile_size)} is not a tile size; use auto, 0 (never "
+            "tile) or a tile side in pixels (at least the halo: 80 with the default layers)"
+        )
+    if config.bit_depth not in (8, 16):
+        raise ConfigError(f"--bit_depth={config.bit_depth} is unknown; choose 8 or 16")
+    limit = config.memory_limit
+    if not math.isfinite(limit) or limit < 0:
+        raise ConfigError(
+            f"--memory_limit={_shown(limit)} must be a number of GB >= 0 "
+            "(0: 80 % of the memory available)"
+        )
+    if config.bit_depth == 16 and os.path.splitext(config.output)[1].lower() not in TIFF_EXTENSIONS:
+        raise ConfigError(
+            f"--bit_depth=16 writes TIFF: give --output a .tif name, not {config.output}"
+        )

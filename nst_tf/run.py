@@ -14,9 +14,9 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from nst_tf import images, weights
+from nst_tf import images, memory, weights
 from nst_tf.config import INIT_KEYWORDS, Config, default_checkpoint_dir, validate
-from nst_tf.errors import ConfigError, ImageError, Interrupted, NumericalError
+from nst_tf.errors import ImageError, Interrupted, NumericalError
 from nst_tf.targets import StyleTargets, check_compatible, load_style_targets
 
 
@@ -130,48 +130,14 @@ def load_inputs(
     return content, style, init
 
 
-# Peak resident memory of a run, measured by scripts/benchmark.py's probe (float32, 2-core
-# CPUs): about 0.8 GB for TensorFlow and the weights plus 3.9 KB per output pixel for the
-# VGG19 activations kept for the backward pass (4.3 KB with XLA on AVX2, the larger is used),
-# plus L-BFGS's history. At 1024x1024 px, 50 pairs took 1.2 GB more than 2 pairs: exactly
-# their float32 s and y vectors.
-BASE_BYTES = 0.8e9
-BYTES_PER_PIXEL = 4.3e3
-
-
-def history_bytes_per_pixel(config: Config) -> float:
-    """What the optimiser's own state holds per output pixel (3 channels)."""
-    if config.optimizer == "lbfgs":
-        return 2 * 3 * 4 * config.lbfgs_memory  # s and y, float32
-    if config.optimizer == "lbfgs_scipy":
-        return (2 * config.lbfgs_memory + 5) * 3 * 8  # SciPy's float64 work array
-    return 0.0  # Adam's two moments are within the activations' margin
-
-
-def estimated_peak_bytes(height: int, width: int, config: Config | None = None) -> float:
-    """Estimated peak memory of a run whose final scale is height x width."""
-    per_pixel = BYTES_PER_PIXEL + (history_bytes_per_pixel(config) if config else 0.0)
-    return BASE_BYTES + per_pixel * height * width
-
-
 def check_memory(config: Config, content: np.ndarray) -> None:
-    """Refuses a size whose run would not fit in this machine's memory.
+    """Refuses a run that cannot fit this machine's memory even tiled (nst_tf.memory).
 
     Raises:
-        ConfigError: the estimated peak exceeds the physical memory.
+        ConfigError: naming the setting (--memory_limit, --tile_size) that would fit.
     """
     height, width = images.scaled_shape(content.shape[0], content.shape[1], config.size)
-    need = estimated_peak_bytes(height, width, config)
-    try:
-        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return  # unknown on this platform: let the run try
-    if need > have:
-        raise ConfigError(
-            f"--size={config.size} ({width}x{height} px) needs about {need / 1e9:.0f} GB of "
-            f"memory, more than this machine's {have / 1e9:.0f} GB; use a smaller --size"
-            + (" or --lbfgs_memory" if history_bytes_per_pixel(config) else "")
-        )
+    memory.check_run(height, width, config)
 
 
 def _cap(image: np.ndarray, limit: int) -> np.ndarray:
@@ -254,6 +220,7 @@ def stylize(config: Config, flags: str = "") -> RunResult:
     content, style, init = load_inputs(config)
     masks = load_masks(config)
     check_memory(config, content)
+    print_info = images.read_print_info(config.content or images.sample_path("content"))
     source = weights.find_weights(config.vgg_weights)
     if isinstance(style, StyleTargets):
         check_compatible(
@@ -304,12 +271,12 @@ def stylize(config: Config, flags: str = "") -> RunResult:
             )
     except (Interrupted, NumericalError) as stop:
         if stop.image is not None:
-            images.save_image(stop.image, config.output)
+            images.save_image(stop.image, config.output, config.bit_depth, print_info)
         monitor.close()
         raise
     finally:
         trace.close()
-    images.save_image(result, config.output)
+    images.save_image(result, config.output, config.bit_depth, print_info)
     # A resumed run that was already complete takes no step.
     steps, losses = (logger.last.step, logger.last.losses) if logger.last else (0, {})
     monitor.finish(steps, result, losses)

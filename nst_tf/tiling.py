@@ -20,102 +20,14 @@ to float rounding. No seams, no blending, no style drift.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import math
 from collections.abc import Sequence
 
 import tensorflow as tf
 
 from nst_tf import losses
-from nst_tf.config import VGG19_CONV_LAYERS, layer_downsampling
+from nst_tf.config import layer_downsampling
+from nst_tf.memory import Tile, halo_and_grid, plan_tiles
 from nst_tf.objective import LayerStats, Objective, Targets
-
-
-def receptive_field(layer: str) -> tuple[int, int]:
-    """How far a feature of `layer` sees beyond its own pooling cell, left and right.
-
-    A feature at position p of a layer downsampled d times depends on the input pixels
-    d*p - left ... d*p + d - 1 + right: each 3x3 convolution widens the range by one
-    position of its own resolution, and each 2x2 pooling doubles it.
-
-    Args:
-        layer: A VGG19 conv layer name, e.g. "block5_conv1".
-
-    Returns:
-        (left, right) in pixels.
-    """
-    # Walk from the layer back to the input: [lo, hi] is the range of the current
-    # resolution's positions that feature 0 depends on.
-    lo = hi = 0
-    index = VGG19_CONV_LAYERS.index(layer)
-    for position in range(index, -1, -1):
-        name = VGG19_CONV_LAYERS[position]
-        lo, hi = lo - 1, hi + 1  # the 3x3 convolution
-        first_of_block = name.endswith("_conv1")
-        if first_of_block and not name.startswith("block1"):
-            lo, hi = 2 * lo, 2 * hi + 1  # the 2x2 pooling before this block
-    cell = layer_downsampling(layer)
-    return -lo, hi - (cell - 1)
-
-
-def halo_and_grid(layers: Sequence[str]) -> tuple[int, int]:
-    """The halo a tile needs for these layers, and the grid tile origins must lie on.
-
-    Returns:
-        (halo, grid): the grid is the downsampling of the deepest layer (16 for block5);
-        the halo is the widest receptive field rounded up to the grid, so that a tile's
-        crop also starts on the grid.
-    """
-    grid = max(layer_downsampling(name) for name in layers)
-    reach = max(max(receptive_field(name)) for name in layers)
-    return grid * math.ceil(reach / grid), grid
-
-
-@dataclasses.dataclass(frozen=True)
-class Tile:
-    """One tile: its interior (what it contributes) and its crop (interior plus halo).
-
-    All coordinates are image pixels, [start, stop) per axis.
-    """
-
-    interior: tuple[int, int, int, int]  # y0, y1, x0, x1
-    crop: tuple[int, int, int, int]
-
-
-def _edges(length: int, tile: int, grid: int) -> list[int]:
-    """Interior edges along one axis: equal tiles of at most `tile` px, on the grid."""
-    count = math.ceil(length / tile)
-    step = grid * math.ceil(length / count / grid)
-    return [min(i * step, length) for i in range(count)] + [length]
-
-
-def plan_tiles(height: int, width: int, tile: int, halo: int, grid: int) -> list[Tile]:
-    """The tiles covering a height x width image.
-
-    Args:
-        height: Image height in pixels.
-        width: Image width in pixels.
-        tile: Largest interior side, a multiple of `grid`.
-        halo: Pixels of context on each side of an interior (a multiple of `grid`).
-        grid: Tile origins lie on multiples of this.
-
-    Returns:
-        Tiles in row-major order; their interiors partition the image.
-    """
-    tiles = []
-    rows, cols = _edges(height, tile, grid), _edges(width, tile, grid)
-    for y0, y1 in zip(rows[:-1], rows[1:], strict=True):
-        for x0, x1 in zip(cols[:-1], cols[1:], strict=True):
-            if y0 >= y1 or x0 >= x1:
-                continue
-            crop = (
-                max(0, y0 - halo),
-                min(height, y1 + halo),
-                max(0, x0 - halo),
-                min(width, x1 + halo),
-            )
-            tiles.append(Tile((y0, y1, x0, x1), crop))
-    return tiles
 
 
 def _interior(tensor: tf.Tensor, tile: Tile, cell: int, frame: str = "crop") -> tf.Tensor:
