@@ -465,7 +465,8 @@ def _check_large_settings(config: Config) -> None:
     tile = str(config.tile_size).strip()
     if tile != "auto" and not (tile.lstrip("-").isdigit() and int(tile) >= 0):
         raise ConfigError(
-            f"--tile_size={_shown(config.tile_size)} is not a tile size; use auto, 0 (never "
+            f"--tile_size={tile if tile.isprintable() else _shown(tile)} is not a tile size; "
+            "use auto, 0 (never "
             "tile) or a tile side in pixels (at least the halo: 80 with the default layers)"
         )
     if config.bit_depth not in (8, 16):

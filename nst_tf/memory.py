@@ -273,8 +273,9 @@ def smallest_budget(height: int, width: int, config: Config) -> float:
 
 
 def _too_big(height: int, width: int, config: Config, budget: float) -> str:
-    need = smallest_budget(height, width, config)
-    where = f"a {width}x{height} px scale needs at least {need / 1e9:.1f} GB"
+    # Rounded up to 0.1 GB: the value named is one that works.
+    need = math.ceil(smallest_budget(height, width, config) / 1e8) / 10
+    where = f"a {width}x{height} px scale needs at least {need:.1f} GB"
     if _requested_tile(config) == 0:
         tiled = estimated_peak_bytes(
             height, width, config, smallest_tile(config), min(MIN_PAIRS, config.lbfgs_memory)
@@ -286,12 +287,12 @@ def _too_big(height: int, width: int, config: Config, budget: float) -> str:
     if config.memory_limit:
         return (
             f"--memory_limit={config.memory_limit:g} GB is too small: {where}; "
-            f"use --memory_limit >= {math.ceil(need / 1e8) / 10:.1f}"
+            f"use --memory_limit >= {need:.1f}"
         )
     return (
-        f"{where}, more than the {budget / 1e9:.1f} GB budget (80 % of the memory available "
-        f"now); free memory, lower --size, or set --memory_limit >= "
-        f"{math.ceil(need / 1e8) / 10:.1f} if you know it is there"
+        f"--size={config.size}: {where} even tiled, more than the {budget / 1e9:.1f} GB "
+        "budget (80 % of the memory available now); use a smaller --size, or "
+        f"--memory_limit >= {need:.1f} if that memory is there"
     )
 
 
