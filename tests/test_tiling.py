@@ -5,9 +5,13 @@ the images are tiny, with tiles small enough for at least 3x3 of them. The refer
 the Stylizer's own untiled step on the same image and targets.
 """
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
+import tifffile
 
 from nst_tf.config import Config
 from nst_tf.features import FeatureExtractor
@@ -149,3 +153,38 @@ def test_tiles_partition_the_image_on_the_grid():
         assert tile.crop[0] == max(0, y0 - 80) and tile.crop[1] == min(1000, y1 + 80)
     assert (covered == 1).all()
     assert len(tiles) == 4 * 3
+
+
+@pytest.mark.slow
+def test_a_tiled_lbfgs_run_gives_the_untiled_image(tmp_path):
+    """4 deterministic float32 L-BFGS steps at 768 px with 256 px tiles (3x3 of them, with
+    the real weights, through the command line) and untiled give the same image."""
+    results = {}
+    for tile in ("256", "0"):
+        out = tmp_path / f"tile{tile}.tif"
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "nst_tf",
+                "--size=768",
+                "--min_size=0",
+                "--steps=4",
+                "--optimizer=lbfgs",
+                "--precision=float32",
+                "--deterministic",
+                f"--tile_size={tile}",
+                "--checkpoint_every=0",
+                "--bit_depth=16",  # the float result to 1/257 of a level
+                f"--output={out}",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=3000,
+        )
+        assert result.returncode == 0, result.stderr
+        results[tile] = tifffile.imread(out) / 257.0
+    # The untiled step is the reference: the start image has moved by several levels.
+    difference = np.abs(results["256"] - results["0"])
+    assert difference.max() <= 3.0, difference.max()
