@@ -39,8 +39,11 @@ def probe(size: int, tile: int, steps: int, precision: str) -> None:
     rng = np.random.default_rng(0)
     content = rng.uniform(0, 255, (size, size, 3)).astype(np.float32)
     style = rng.uniform(0, 255, (512, 512, 3)).astype(np.float32)
-    # memory_limit only steers the targets' forward pass; the step below is chosen here.
-    config = Config(size=size, min_size=0, precision=precision, tile_size=str(tile))
+    # The step is chosen here, whatever the memory model would pick; the parent's watchdog
+    # keeps an untiled step that is too large from harming the machine.
+    config = Config(
+        size=size, min_size=0, precision=precision, tile_size=str(tile), memory_limit=1e3
+    )
     stylizer = Stylizer(config)
     targets = stylizer.targets(stylizer.prepare(content, style), size)
     if tile:
@@ -183,6 +186,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--max_gb", type=float, default=0.0, help="default: 90%% of free")
+    parser.add_argument("--cases", help="size:tile,... instead of --sizes (tile 0: untiled)")
+    parser.add_argument(
+        "--log",
+        help="also append each result to this JSON-lines file, and " "report every result in it",
+    )
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     args = parser.parse_args()
     if args.probe:
@@ -194,8 +202,18 @@ def main() -> None:
         tile = min(args.tile, size // 2)
         pair = [(size, 0), (size, tile)] if size < 4096 else [(size, tile)]
         cases += pair if len(cases) % 4 == 0 else pair[::-1]  # interleave the order
+    if args.cases:
+        cases = [tuple(int(v) for v in case.split(":")) for case in args.cases.split(",")]
     max_bytes = args.max_gb * 1e9 or 0.9 * _available()
-    results = [measure(size, tile, args.steps, args.precision, max_bytes) for size, tile in cases]
+    results = []
+    for size, tile in cases:
+        results.append(measure(size, tile, args.steps, args.precision, max_bytes))
+        if args.log:
+            with open(args.log, "a", encoding="utf-8") as f:
+                f.write(json.dumps(results[-1]) + "\n")
+    if args.log:
+        with open(args.log, encoding="utf-8") as f:
+            results = [json.loads(line) for line in f if line.strip()]
     write_report(results, args, args.out)
 
 
