@@ -37,7 +37,7 @@ def newest_checkpoint_step(directory):
     return max(steps, default=0)
 
 
-def wait_for_checkpoint(process, directory, step, timeout=300):
+def wait_for_checkpoint(process, directory, step, timeout=1200):
     deadline = time.monotonic() + timeout
     while newest_checkpoint_step(directory) < step:
         assert process.poll() is None, "the run ended before the checkpoint"
