@@ -185,6 +185,6 @@ def test_a_tiled_lbfgs_run_gives_the_untiled_image(tmp_path):
         )
         assert result.returncode == 0, result.stderr
         results[tile] = tifffile.imread(out) / 257.0
-    # The untiled step is the reference: the start image has moved by several levels.
     difference = np.abs(results["256"] - results["0"])
+    print(f"768 px, 4 L-BFGS steps: tiled - untiled max {difference.max():.3f}/255")
     assert difference.max() <= 3.0, difference.max()
