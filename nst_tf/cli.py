@@ -106,6 +106,10 @@ def config_from_flags(settings: type = Config):
         if str(field.type) == "tuple[float, ...]":
             value = _floats(field.name, value)
         values[field.name] = value
+    # Steps given on the command line are what the user wants at every scale.
+    steps_given = any(name in FLAGS and FLAGS[name].present for name in ("steps", "coarse_steps"))
+    if "schedule" in FLAGS and not FLAGS["schedule"].present and steps_given:
+        values["schedule"] = "fixed"
     return settings(**values)
 
 

@@ -40,6 +40,10 @@ POOLINGS = ("max", "avg")
 PRESERVE_COLOR = ("none", "luminance", "histogram")
 COLOR_SPACES = ("yuv", "ycbcr", "lab")
 STYLE_LOSSES = ("gram", "wasserstein")
+# Scales with a longer side than this run fewer steps under --schedule=auto.
+LARGE_SCALE = 1024
+# Extensions of the 16-bit output (TIFF, written with tifffile).
+TIFF_EXTENSIONS = (".tif", ".tiff")
 
 
 def layer_downsampling(layer: str) -> int:
@@ -269,6 +273,25 @@ class Config:
         INPUT,
         flag="string",
     )
+    tile_size: str = setting(
+        "auto",
+        "auto tiles a scale only when its whole-image step would not fit the memory budget, "
+        "with the largest tile that fits; 0 never tiles; N tiles with N px tile interiors. "
+        "Tiled steps give the same loss and gradient.",
+        RUNTIME,
+    )
+    memory_limit: float = setting(
+        0.0,
+        "The memory budget in GB; 0: 80 % of the memory available when the run starts.",
+        RUNTIME,
+    )
+    bit_depth: int = setting(8, "8, or 16 bits per channel (TIFF output) for prints.", OUTPUT)
+    schedule: str = setting(
+        "auto",
+        "auto runs fewer steps at scales above LARGE_SCALE px (the small scales have laid out "
+        "the picture); fixed runs --steps/--coarse_steps at every scale.",
+        RECIPE,
+    )
 
     def __post_init__(self):
         # Flags and notebooks hand in lists (or "a,b" strings); keep tuples so configs
@@ -394,6 +417,7 @@ _INT_SETTINGS = (
     "log_every",
     "save_every",
     "checkpoint_every",
+    "bit_depth",
 )
 _REAL_SETTINGS = (
     "learning_rate",
@@ -404,6 +428,7 @@ _REAL_SETTINGS = (
     "tv_weight",
     "style_layer_weight_exp",
     "init_noise_ratio",
+    "memory_limit",
 )
 _CHOICES = {
     "optimizer": OPTIMIZERS,
@@ -414,6 +439,7 @@ _CHOICES = {
     "preserve_color": PRESERVE_COLOR,
     "color_space": COLOR_SPACES,
     "style_loss": STYLE_LOSSES,
+    "schedule": ("auto", "fixed"),
 }
 _LIST_SETTINGS = (
     "style_mask",
@@ -576,4 +602,28 @@ def validate(config: Config) -> Config:
         raise ConfigError("--output is empty: give the path of the image to write")
     if config.style and config.style_targets:
         raise ConfigError("give --style or --style_targets, not both")
+    _check_large_settings(config)
     return config
+
+
+def _check_large_settings(config: Config) -> None:
+    """--tile_size, --memory_limit and --bit_depth (the halo is checked with the sizes)."""
+    tile = str(config.tile_size).strip()
+    if tile != "auto" and not (tile.lstrip("-").isdigit() and int(tile) >= 0):
+        raise ConfigError(
+            f"--tile_size={tile if tile.isprintable() else _shown(tile)} is not a tile size; "
+            "use auto, 0 (never "
+            "tile) or a tile side in pixels (at least the halo: 80 with the default layers)"
+        )
+    if config.bit_depth not in (8, 16):
+        raise ConfigError(f"--bit_depth={config.bit_depth} is unknown; choose 8 or 16")
+    limit = config.memory_limit
+    if not math.isfinite(limit) or limit < 0:
+        raise ConfigError(
+            f"--memory_limit={_shown(limit)} must be a number of GB >= 0 "
+            "(0: 80 % of the memory available)"
+        )
+    if config.bit_depth == 16 and os.path.splitext(config.output)[1].lower() not in TIFF_EXTENSIONS:
+        raise ConfigError(
+            f"--bit_depth=16 writes TIFF: give --output a .tif name, not {config.output}"
+        )

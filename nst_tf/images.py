@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
 import secrets
@@ -240,20 +241,86 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.round(image), 0, 255).astype(np.uint8)
 
 
-def save_image(image: np.ndarray, path: str) -> None:
+@dataclasses.dataclass(frozen=True)
+class PrintInfo:
+    """What a print needs from the content image besides its pixels.
+
+    Attributes:
+        icc_profile: The embedded ICC colour profile (bytes), or None. The pixels are
+            never converted, so the output is in the content's colour space and carries
+            its profile.
+        dpi: (horizontal, vertical) dots per inch, or None.
+    """
+
+    icc_profile: bytes | None = None
+    dpi: tuple[float, float] | None = None
+
+
+def read_print_info(path: str) -> PrintInfo:
+    """The ICC profile and DPI of an image file (empty where it has none or is unreadable).
+
+    Args:
+        path: An image file that load_image has already read.
+    """
+    try:
+        with Image.open(path) as img:
+            icc = img.info.get("icc_profile") or None
+            dpi = img.info.get("dpi")
+    except (OSError, ValueError, SyntaxError):
+        return PrintInfo()
+    if dpi is not None:
+        dpi = (float(dpi[0]), float(dpi[1]))
+        dpi = dpi if min(dpi) > 0 else None
+    return PrintInfo(icc, dpi)
+
+
+def to_uint16(image: np.ndarray) -> np.ndarray:
+    """Scales a float image in 0..255 to uint16 0..65535, keeping the float's precision."""
+    return np.clip(np.round(np.asarray(image, np.float64) * 257.0), 0, 65535).astype(np.uint16)
+
+
+def save_image(
+    image: np.ndarray, path: str, bit_depth: int = 8, info: PrintInfo | None = None
+) -> None:
     """Writes an RGB image atomically; the format follows the extension.
 
     Args:
         image: Array (height, width, 3) in 0..255 (float or uint8).
-        path: Destination; .png, .jpg/.jpeg and other Pillow formats.
+        path: Destination; .png, .jpg/.jpeg and other Pillow formats; a .tif for 16 bits.
+        bit_depth: 8, or 16 bits per channel (TIFF, written with tifffile).
+        info: An ICC profile and DPI to embed (the content's), or None.
 
     Raises:
         OutputError: the path cannot be written.
     """
     fmt = _format_for(path)
+    info = info or PrintInfo()
     options = {"quality": 95} if fmt == "JPEG" else {}
+    if info.icc_profile:
+        options["icc_profile"] = info.icc_profile
+    if info.dpi:
+        options["dpi"] = info.dpi
     try:
         with atomic_write(path) as f:
-            Image.fromarray(to_uint8(np.asarray(image)), "RGB").save(f, format=fmt, **options)
+            if bit_depth == 16:
+                _write_tiff16(f, image, info)
+            else:
+                Image.fromarray(to_uint8(np.asarray(image)), "RGB").save(f, format=fmt, **options)
     except OSError as err:
         raise OutputError(f"cannot write {shown(path)}: {err.strerror or err}") from None
+
+
+def _write_tiff16(f, image: np.ndarray, info: PrintInfo) -> None:
+    """A 16-bit RGB TIFF (deflate-compressed) with the profile and resolution given.
+
+    Pillow cannot write 16-bit RGB; tifffile (Christoph Gohlke's) can, with ICC tags.
+    """
+    import tifffile  # pylint: disable=import-outside-toplevel
+
+    options = {"iccprofile": info.icc_profile} if info.icc_profile else {}
+    if info.dpi:
+        options.update(resolution=info.dpi, resolutionunit="INCH")
+    # Through a buffer: tifffile wants a named file, and ours is an anonymous descriptor.
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, to_uint16(image), photometric="rgb", compression="zlib", **options)
+    f.write(buffer.getbuffer())

@@ -49,11 +49,21 @@ def gram_matrix(
     else:
         gram = tf.linalg.einsum("bijc,bijd->bcd", features * mask, features)
     if normalize:
-        if mask is None:
-            gram /= tf.cast(shape[1] * shape[2], tf.float32)
-        else:
-            gram /= tf.reduce_sum(mask, axis=[1, 2, 3])[:, None, None] + 1e-8
+        gram /= gram_divisor(shape, mask)
     return gram
+
+
+def gram_divisor(shape: tf.Tensor, mask: tf.Tensor | None = None) -> tf.Tensor:
+    """What a normalised Gram matrix is divided by: the positions H*W, or the mask's sum.
+
+    Args:
+        shape: The feature map's shape [batch, H, W, C] (the whole image's, for a sum
+            of tiles).
+        mask: The mask over the whole map, [batch or 1, H, W, 1], or None.
+    """
+    if mask is None:
+        return tf.cast(shape[1] * shape[2], tf.float32)
+    return tf.reduce_sum(mask, axis=[1, 2, 3])[:, None, None] + 1e-8
 
 
 def feature_statistics(features: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -124,9 +134,22 @@ def content_loss(target: tf.Tensor, generated: tf.Tensor, normalization: str = "
         Shape [batch].
     """
     squared = tf.square(tf.cast(generated, tf.float32) - tf.cast(target, tf.float32))
+    return content_loss_of_sum(
+        tf.reduce_sum(squared, axis=[1, 2, 3]), tf.reduce_prod(tf.shape(squared)[1:]), normalization
+    )
+
+
+def content_loss_of_sum(squared_sum: tf.Tensor, count: tf.Tensor, normalization: str = "mean"):
+    """The content loss given the summed squared differences (for instance over tiles).
+
+    Args:
+        squared_sum: Sum of (a_C - a_G)^2 per image, [batch].
+        count: The number of values summed per image, H*W*C.
+        normalization: "mean" or "course", as for content_loss.
+    """
     if normalization == "course":
-        return 0.5 * tf.reduce_sum(squared, axis=[1, 2, 3])
-    return tf.reduce_mean(squared, axis=[1, 2, 3])
+        return 0.5 * squared_sum
+    return squared_sum / tf.cast(count, tf.float32)
 
 
 def gram_loss(

@@ -1,42 +1,345 @@
-"""The memory model: what a run will need, checked before it starts."""
+"""How much memory a scale needs, whole or tiled, and how to tile it to fit a budget.
+
+Free of TensorFlow, so that a run that cannot fit is refused before TensorFlow loads.
+The tile layout lives here too (which pixels each tile holds): the halo and the grid
+follow from VGG19's geometry alone, and both the estimate and nst_tf.tiling use them.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
+from collections.abc import Sequence
 
-import numpy as np
+from absl import logging
 
 from nst_tf import images
-from nst_tf.config import Config
+from nst_tf.config import VGG19_CONV_LAYERS, Config, layer_downsampling
 from nst_tf.errors import ConfigError
 from nst_tf.targets import StyleTargets
 
-# Peak resident memory of a run, measured by scripts/benchmark.py's probe (float32, 2-core
-# CPUs): about 0.8 GB for TensorFlow and the weights plus 3.9 KB per output pixel for the
-# VGG19 activations kept for the backward pass (4.3 KB with XLA on AVX2, the larger is used),
-# plus L-BFGS's history. At 1024x1024 px, 50 pairs took 1.2 GB more than 2 pairs: exactly
-# their float32 s and y vectors.
+# Peak resident memory of an untiled run, measured by scripts/benchmark.py's probe (float32,
+# 2-core CPUs): about 0.8 GB for TensorFlow and the weights plus 3.9 KB per output pixel for
+# the VGG19 activations kept for the backward pass (4.3 KB with XLA on AVX2, the larger is
+# used), plus L-BFGS's history. At 1024x1024 px, 50 pairs took 1.2 GB more than 2 pairs:
+# exactly their float32 s and y vectors.
 BASE_BYTES = 0.8e9
 BYTES_PER_PIXEL = 4.3e3
+# A tiled step also holds whole-image tensors besides one tile's activations: the image,
+# its gradient and the sum being built, L-BFGS's current point, gradient, direction and
+# trial, and the content layers' targets (block4_conv2: 8 floats per pixel). Measured by
+# scripts/benchmark_tiling.py (docs/benchmarks.md).
+WHOLE_IMAGE_BYTES_PER_PIXEL = 250.0
+# The share of a budget the L-BFGS history may take when the step must be tiled anyway:
+# the rest goes to the tile, whose size sets the speed (a 4096x4096 image in 16 GB: 10
+# pairs and 1104 px tiles, rather than 19 pairs and 672 px tiles that are 53 % halo).
+HISTORY_SHARE = 0.25
+# Fewer curvature pairs than this and L-BFGS is hardly better than gradient descent.
+MIN_PAIRS = 5
+# The default budget: this share of the memory available when the run starts.
+AVAILABLE_SHARE = 0.8
+
+
+def receptive_field(layer: str) -> tuple[int, int]:
+    """How far a feature of `layer` sees beyond its own pooling cell, left and right.
+
+    A feature at position p of a layer downsampled d times depends on the input pixels
+    d*p - left ... d*p + d - 1 + right: each 3x3 convolution widens the range by one
+    position of its own resolution, and each 2x2 pooling doubles it.
+
+    Args:
+        layer: A VGG19 conv layer name, e.g. "block5_conv1".
+
+    Returns:
+        (left, right) in pixels.
+    """
+    # Walk from the layer back to the input: [lo, hi] is the range of the current
+    # resolution's positions that feature 0 depends on.
+    lo = hi = 0
+    for name in reversed(VGG19_CONV_LAYERS[: VGG19_CONV_LAYERS.index(layer) + 1]):
+        lo, hi = lo - 1, hi + 1  # the 3x3 convolution
+        if name.endswith("_conv1") and not name.startswith("block1"):
+            lo, hi = 2 * lo, 2 * hi + 1  # the 2x2 pooling before this block
+    return -lo, hi - (layer_downsampling(layer) - 1)
+
+
+def halo_and_grid(layers: Sequence[str]) -> tuple[int, int]:
+    """The halo a tile needs for these layers, and the grid tile origins must lie on.
+
+    Returns:
+        (halo, grid): the grid is the downsampling of the deepest layer (16 for block5);
+        the halo is the widest receptive field rounded up to the grid, so that a tile's
+        crop also starts on the grid.
+    """
+    grid = max(layer_downsampling(name) for name in layers)
+    reach = max(max(receptive_field(name)) for name in layers)
+    return grid * math.ceil(reach / grid), grid
+
+
+@dataclasses.dataclass(frozen=True)
+class Tile:
+    """One tile: its interior (what it contributes) and its crop (interior plus halo).
+
+    Coordinates are image pixels (y0, y1, x0, x1), [start, stop) per axis.
+    """
+
+    interior: tuple[int, int, int, int]
+    crop: tuple[int, int, int, int]
+
+
+def _edges(length: int, tile: int, grid: int) -> list[int]:
+    """Interior edges along one axis: equal tiles of at most `tile` px, on the grid."""
+    count = math.ceil(length / tile)
+    step = grid * math.ceil(length / count / grid)
+    return sorted({min(i * step, length) for i in range(count)} | {length})
+
+
+def plan_tiles(height: int, width: int, tile: int, halo: int, grid: int) -> list[Tile]:
+    """The tiles covering a height x width image, in row-major order.
+
+    Args:
+        height: Image height in pixels.
+        width: Image width in pixels.
+        tile: Largest interior side, a multiple of `grid`.
+        halo: Pixels of context on each side of an interior (a multiple of `grid`).
+        grid: Tile origins lie on multiples of this.
+
+    Returns:
+        Tiles whose interiors partition the image.
+    """
+    rows, cols = _edges(height, tile, grid), _edges(width, tile, grid)
+    return [
+        Tile(
+            (y0, y1, x0, x1),
+            (max(0, y0 - halo), min(height, y1 + halo), max(0, x0 - halo), min(width, x1 + halo)),
+        )
+        for y0, y1 in zip(rows[:-1], rows[1:], strict=True)
+        for x0, x1 in zip(cols[:-1], cols[1:], strict=True)
+    ]
+
+
+def history_bytes_per_pixel(config: Config, pairs: int | None = None) -> float:
+    """What the optimiser's own state holds per output pixel (3 channels).
+
+    Args:
+        config: The run's settings (the optimiser).
+        pairs: L-BFGS curvature pairs; default config.lbfgs_memory.
+    """
+    pairs = config.lbfgs_memory if pairs is None else pairs
+    if config.optimizer == "lbfgs":
+        return 2 * 3 * 4 * pairs  # s and y, float32
+    if config.optimizer == "lbfgs_scipy":
+        return (2 * pairs + 5) * 3 * 8  # SciPy's float64 work array
+    return 0.0  # Adam's two moments are within the activations' margin
+
+
+def estimated_peak_bytes(
+    height: int, width: int, config: Config | None = None, tile: int = 0, pairs: int | None = None
+) -> float:
+    """Estimated peak memory of a step on a height x width image, whole or tiled.
+
+    Args:
+        height: Image height.
+        width: Image width.
+        config: The run's settings (optimiser and layers); None: the step alone.
+        tile: Tile interior side; 0 for the whole image.
+        pairs: L-BFGS pairs; default config.lbfgs_memory.
+    """
+    pixels = height * width
+    history = history_bytes_per_pixel(config, pairs) * pixels if config else 0.0
+    if not tile or tile >= max(height, width):
+        return BASE_BYTES + BYTES_PER_PIXEL * pixels + history
+    halo, _ = halo_and_grid(config.layers if config else ("block5_conv1",))
+    crop = min(height, tile + 2 * halo) * min(width, tile + 2 * halo)
+    return BASE_BYTES + BYTES_PER_PIXEL * crop + WHOLE_IMAGE_BYTES_PER_PIXEL * pixels + history
+
+
+def smallest_tile(config: Config) -> int:
+    """The smallest tile worth running: one halo wide (smaller tiles are mostly halo)."""
+    halo, grid = halo_and_grid(config.layers)
+    return max(halo, grid)
+
+
+def budget_bytes(config: Config, meminfo: str = "/proc/meminfo") -> float:
+    """The memory a run may use: --memory_limit, or 80 % of what is available now.
+
+    Returns:
+        Bytes; infinity where the available memory cannot be read.
+    """
+    if config.memory_limit:
+        return config.memory_limit * 1e9
+    try:
+        with open(meminfo, encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return AVAILABLE_SHARE * int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return AVAILABLE_SHARE * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return math.inf
+
+
+@dataclasses.dataclass(frozen=True)
+class ScalePlan:
+    """How one scale runs: its tile (0: the whole image) and its L-BFGS history.
+
+    Attributes:
+        tile: Tile interior side in pixels, or 0 for an untiled step.
+        lbfgs_memory: Curvature pairs L-BFGS keeps at this scale.
+        peak: The estimated peak in bytes.
+    """
+
+    tile: int
+    lbfgs_memory: int
+    peak: float
+
+
+def _requested_tile(config: Config) -> int | None:
+    """--tile_size as a number of pixels on the grid; None for "auto"."""
+    if str(config.tile_size) == "auto":
+        return None
+    tile = int(config.tile_size)
+    if tile == 0:
+        return 0
+    _, grid = halo_and_grid(config.layers)
+    return tile // grid * grid
+
+
+def _fit_pairs(height: int, width: int, config: Config, tile: int, budget: float) -> int:
+    """The most L-BFGS pairs (up to config.lbfgs_memory) that fit the budget; 0: none."""
+    if config.optimizer == "adam":
+        return config.lbfgs_memory
+    fixed = estimated_peak_bytes(height, width, config, tile, 0)
+    per_pair = history_bytes_per_pixel(config, 1) - history_bytes_per_pixel(config, 0)
+    room = (budget - fixed) / (per_pair * height * width)
+    return max(0, min(config.lbfgs_memory, math.floor(room)))
+
+
+def plan_scale(height: int, width: int, config: Config, budget: float) -> ScalePlan:
+    """Chooses the tile and the L-BFGS history of a height x width scale.
+
+    --tile_size=0 never tiles and N always uses N px tiles; "auto" tiles only when the
+    whole-image step with the full history does not fit, then with the largest tile that
+    fits once the history has taken at most HISTORY_SHARE of the budget. The history
+    shrinks only when even that is too much, never below MIN_PAIRS.
+
+    Raises:
+        ConfigError: the scale cannot fit, naming the setting that would make it fit.
+    """
+    tile = _requested_tile(config)
+    if tile and tile < smallest_tile(config):
+        raise ConfigError(
+            f"--tile_size={config.tile_size} is smaller than the {smallest_tile(config)} px "
+            f"halo that {config.layers[-1]} needs around each tile; use --tile_size >= "
+            f"{smallest_tile(config)}, or 0 to never tile"
+        )
+    least = min(MIN_PAIRS, config.lbfgs_memory)
+    candidates = [0 if tile and tile >= max(height, width) else tile]
+    if tile is None:
+        if _fit_pairs(height, width, config, 0, budget) == config.lbfgs_memory:
+            candidates = [0]
+        else:
+            _, grid = halo_and_grid(config.layers)
+            top = grid * math.ceil(max(height, width) / grid) - grid
+            candidates = list(range(top, smallest_tile(config) - 1, -grid)) + [0]
+    # First the largest tile beside the history's share; failing that, the history
+    # shrinks beside the smallest candidate.
+    cap = _history_cap(height, width, config, budget) if tile is None else config.lbfgs_memory
+    for candidate in candidates:
+        if _fit_pairs(height, width, config, candidate, budget) >= cap:
+            peak = estimated_peak_bytes(height, width, config, candidate, cap)
+            return ScalePlan(candidate, cap, peak)
+    smallest = min(candidates, key=lambda t: estimated_peak_bytes(height, width, config, t, 0))
+    pairs = _fit_pairs(height, width, config, smallest, budget)
+    if pairs >= least:
+        return ScalePlan(
+            smallest, pairs, estimated_peak_bytes(height, width, config, smallest, pairs)
+        )
+    raise ConfigError(_too_big(height, width, config, budget))
+
+
+def _history_cap(height: int, width: int, config: Config, budget: float) -> int:
+    """The pairs that take at most HISTORY_SHARE of the budget (at least MIN_PAIRS)."""
+    per_pair = history_bytes_per_pixel(config, 1) - history_bytes_per_pixel(config, 0)
+    if not per_pair:
+        return config.lbfgs_memory
+    room = math.floor(HISTORY_SHARE * budget / (per_pair * height * width))
+    return max(MIN_PAIRS, min(config.lbfgs_memory, room))
+
+
+def smallest_budget(height: int, width: int, config: Config) -> float:
+    """The least memory in which a height x width scale can run with these settings:
+    the smallest (or the requested) tile and the fewest pairs."""
+    pairs = min(MIN_PAIRS, config.lbfgs_memory)
+    tile = _requested_tile(config)
+    whole = estimated_peak_bytes(height, width, config, 0, pairs)
+    if tile == 0:
+        return whole
+    tiled = estimated_peak_bytes(height, width, config, tile or smallest_tile(config), pairs)
+    return min(whole, tiled) if tile is None else tiled
+
+
+def _too_big(height: int, width: int, config: Config, budget: float) -> str:
+    # Rounded up to 0.1 GB: the value named is one that works.
+    need = math.ceil(smallest_budget(height, width, config) / 1e8) / 10
+    where = f"a {width}x{height} px scale needs at least {need:.1f} GB"
+    if _requested_tile(config) == 0:
+        tiled = estimated_peak_bytes(
+            height, width, config, smallest_tile(config), min(MIN_PAIRS, config.lbfgs_memory)
+        )
+        return (
+            f"--tile_size=0: {where} untiled, more than the {budget / 1e9:.1f} GB budget; "
+            f"use --tile_size=auto (tiled it needs {tiled / 1e9:.1f} GB)"
+        )
+    if config.memory_limit:
+        return (
+            f"--memory_limit={config.memory_limit:g} GB is too small: {where}; "
+            f"use --memory_limit >= {need:.1f}"
+        )
+    return (
+        f"--size={config.size}: {where} even tiled, more than the {budget / 1e9:.1f} GB "
+        "budget (80 % of the memory available now); use a smaller --size, or "
+        f"--memory_limit >= {need:.1f} if that memory is there"
+    )
+
+
+def check_run(height: int, width: int, config: Config, budget: float | None = None) -> ScalePlan:
+    """Refuses a run whose final (largest) scale cannot fit, before anything is loaded.
+
+    Args:
+        height: Final height.
+        width: Final width.
+        config: The run's settings.
+        budget: Bytes; default budget_bytes(config).
+
+    Returns:
+        The final scale's plan (logged when it tiles or trims the history).
+
+    Raises:
+        ConfigError: it cannot fit even tiled, naming the setting that would make it fit.
+    """
+    budget = budget_bytes(config) if budget is None else budget
+    plan = plan_scale(height, width, config, budget)
+    if plan.tile or plan.lbfgs_memory < config.lbfgs_memory:
+        logging.info(
+            "%dx%d px: %s, %d L-BFGS pairs; estimated peak %.1f GB of a %.1f GB budget",
+            width,
+            height,
+            f"tiles of {plan.tile} px" if plan.tile else "untiled",
+            plan.lbfgs_memory,
+            plan.peak / 1e9,
+            budget / 1e9,
+        )
+    return plan
+
+
 # The style pass runs VGG19 forward only, once per style image: --size=256
 # --style_scale=8 (a 2048x2048 px style) peaked at 5.05 GB in bfloat16 and 6.77 GB in
 # float32 (AVX-512 machine), so about 1.5 KB per style pixel over the base.
 STYLE_BYTES_PER_PIXEL = 1.5e3
-
-
-def history_bytes_per_pixel(config: Config) -> float:
-    """What the optimiser's own state holds per output pixel (3 channels)."""
-    if config.optimizer == "lbfgs":
-        return 2 * 3 * 4 * config.lbfgs_memory  # s and y, float32
-    if config.optimizer == "lbfgs_scipy":
-        return (2 * config.lbfgs_memory + 5) * 3 * 8  # SciPy's float64 work array
-    return 0.0  # Adam's two moments are within the activations' margin
-
-
-def estimated_peak_bytes(height: int, width: int, config: Config | None = None) -> float:
-    """Estimated peak memory of a run whose final scale is height x width."""
-    per_pixel = BYTES_PER_PIXEL + (history_bytes_per_pixel(config) if config else 0.0)
-    return BASE_BYTES + per_pixel * height * width
 
 
 def style_shapes(config: Config, styles) -> list[tuple[int, int]]:
@@ -50,33 +353,30 @@ def style_shapes(config: Config, styles) -> list[tuple[int, int]]:
     ]
 
 
-def check_memory(config: Config, content: np.ndarray, styles=()) -> None:
-    """Refuses a size whose run would not fit in this machine's memory.
+def check_memory(config: Config, content, styles=()) -> ScalePlan:
+    """Refuses a run that cannot fit: the optimisation at the content's final size (whole
+    or tiled, see check_run), or the style pass, where VGG19 runs forward on each style
+    image at its --style_scale.
 
-    The peak is the larger of the optimisation (at the content's final size) and the
-    style pass, where VGG19 runs forward on each style image at its --style_scale.
+    Returns:
+        The final scale's plan.
 
     Raises:
-        ConfigError: the estimated peak exceeds the physical memory.
+        ConfigError: naming the setting that would make it fit.
     """
     height, width = images.scaled_shape(content.shape[0], content.shape[1], config.size)
-    need = estimated_peak_bytes(height, width, config)
     largest = max(style_shapes(config, styles), key=lambda shape: shape[0] * shape[1], default=None)
-    style_need = BASE_BYTES + STYLE_BYTES_PER_PIXEL * largest[0] * largest[1] if largest else 0
-    try:
-        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return  # unknown on this platform: let the run try
-    if style_need > max(need, have):
-        raise ConfigError(
-            f"--style_scale={','.join(map(str, config.style_scale))} measures a style at "
-            f"{largest[1]}x{largest[0]} px, which needs about {style_need / 1e9:.0f} GB of "
-            f"memory, more than this machine's {have / 1e9:.0f} GB; use a smaller "
-            "--style_scale or --size"
-        )
-    if need > have:
-        raise ConfigError(
-            f"--size={config.size} ({width}x{height} px) needs about {need / 1e9:.0f} GB of "
-            f"memory, more than this machine's {have / 1e9:.0f} GB; use a smaller --size"
-            + (" or --lbfgs_memory" if history_bytes_per_pixel(config) else "")
-        )
+    if largest:
+        style_need = BASE_BYTES + STYLE_BYTES_PER_PIXEL * largest[0] * largest[1]
+        try:
+            have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            have = math.inf  # unknown on this platform: let the run try
+        if style_need > have:
+            raise ConfigError(
+                f"--style_scale={','.join(map(str, config.style_scale))} measures a style at "
+                f"{largest[1]}x{largest[0]} px, which needs about {style_need / 1e9:.0f} GB of "
+                f"memory, more than this machine's {have / 1e9:.0f} GB; use a smaller "
+                "--style_scale or --size"
+            )
+    return check_run(height, width, config)

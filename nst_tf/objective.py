@@ -219,35 +219,42 @@ class Objective:
     def terms(
         self,
         image: tf.Tensor,
-        features: Mapping[str, tf.Tensor],
+        features: Mapping[str, tf.Tensor] | None,
         targets: Targets,
         generated: Sequence[Mapping[str, LayerStats]] | None = None,
+        content: Mapping[str, tf.Tensor] | None = None,
+        shapes: Mapping[str, tf.Tensor] | None = None,
     ) -> dict[str, tf.Tensor]:
         """Named loss terms summed over the batch; "total" is the weighted sum.
 
         Args:
             image: The generated image [batch, H, W, 3] (for the TV loss).
-            features: Its activations by layer.
+            features: Its activations by layer; None when `generated`, `content` and
+                `shapes` are given (a tiled step has no whole-image features).
             targets: What to compare with.
             generated: Its style statistics per group, if already computed (default:
                 computed from `features`).
+            content: Each content layer's unweighted loss [batch], if already computed.
+            shapes: Each layer's map shape [batch, H, W, C] (default: from `features`).
         """
         norm = self.normalization
         if generated is None:
             generated = self.generated_statistics(features, targets)
+        if content is None:
+            content = {
+                name: losses.content_loss(targets.content[name], features[name], norm)
+                for name in self.content_weights
+            }
+        if shapes is None:
+            shapes = {name: tf.shape(features[name]) for name in self.style_weights}
         content = tf.add_n(
-            [
-                weight * losses.content_loss(targets.content[name], features[name], norm)
-                for name, weight in self.content_weights.items()
-            ]
+            [weight * content[name] for name, weight in self.content_weights.items()]
         )
         per_layer = {
             name: tf.add_n(
                 [
                     group.weight
-                    * self.style_layer_loss(
-                        group.layers[name], stats[name], tf.shape(features[name])
-                    )
+                    * self.style_layer_loss(group.layers[name], stats[name], shapes[name])
                     for group, stats in zip(targets.styles, generated, strict=True)
                 ]
             )

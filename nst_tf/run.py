@@ -137,6 +137,7 @@ def stylize(config: Config, flags: str = "") -> RunResult:
     masks = load_masks(config)
     check_memory(config, content, style)
     weights.check_vgg19(source)
+    print_info = images.read_print_info(config.content or images.sample_path("content"))
     if isinstance(style, StyleTargets):
         check_compatible(
             style, config.style_layers, config.normalization, source.sha256, config.pooling
@@ -191,7 +192,7 @@ def stylize(config: Config, flags: str = "") -> RunResult:
             )
     except (Interrupted, NumericalError) as stop:
         if stop.image is not None:
-            images.save_image(stop.image, config.output)
+            images.save_image(stop.image, config.output, config.bit_depth, print_info)
         if isinstance(stop, Interrupted):
             stop.output = config.output if stop.image is not None else None
             stop.checkpoint_dir = config.checkpoint_dir if config.checkpoint_every else None
@@ -203,7 +204,7 @@ def stylize(config: Config, flags: str = "") -> RunResult:
         raise
     finally:
         trace.close()
-    images.save_image(result, config.output)
+    images.save_image(result, config.output, config.bit_depth, print_info)
     # A resumed run that was already complete takes no step.
     steps, losses = (logger.last.step, logger.last.losses) if logger.last else (0, {})
     monitor.finish(steps, result, losses)

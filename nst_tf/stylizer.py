@@ -20,13 +20,14 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from nst_tf import checkpoints, color
-from nst_tf.config import Config, layer_downsampling, validate
+from nst_tf import checkpoints, color, memory
+from nst_tf.config import LARGE_SCALE, Config, layer_downsampling, validate
 from nst_tf.errors import ConfigError, Interrupted, NumericalError
 from nst_tf.features import FeatureExtractor, resolve_xla
 from nst_tf.images import scaled_shape
 from nst_tf.objective import LayerStats, Objective, StyleGroup, Targets, TemporalTarget
 from nst_tf.optimize import OPTIMIZERS
+from nst_tf.tiling import TiledStep
 
 
 def scale_sizes(min_size: int, size: int, ratio: float = math.sqrt(2)) -> list[int]:
@@ -51,9 +52,21 @@ def scale_sizes(min_size: int, size: int, ratio: float = math.sqrt(2)) -> list[i
 
 
 def scale_steps(config: Config) -> list[int]:
-    """Iterations at each scale of config's pyramid: coarse_steps, ..., steps."""
+    """Iterations at each scale of config's pyramid: coarse_steps, ..., steps.
+
+    With config.schedule "auto", a scale larger than LARGE_SCALE px runs fewer steps, in
+    proportion to LARGE_SCALE / size (at least a quarter): by then the small scales have
+    laid out the picture and the large ones refine detail, at a cost per step that grows
+    with the pixels.
+    """
     sizes = scale_sizes(config.min_size, config.size)
-    return [config.coarse_steps] * (len(sizes) - 1) + [config.steps]
+    steps = [config.coarse_steps] * (len(sizes) - 1) + [config.steps]
+    if config.schedule == "fixed":
+        return steps
+    return [
+        n if size <= LARGE_SCALE else max(1, round(n * max(0.25, LARGE_SCALE / size)))
+        for n, size in zip(steps, sizes, strict=True)
+    ]
 
 
 def resize_images(images: tf.Tensor, height: int, width: int) -> tf.Tensor:
@@ -196,6 +209,9 @@ class Stylizer:
         self._step = tf.function(
             functools.partial(Stylizer._value_and_grad, self), jit_compile=self.xla
         )
+        # The memory budget is read once: scales are planned against the same number.
+        self.budget = memory.budget_bytes(self.config)
+        self._tiled = {}
 
     @property
     def xla(self) -> bool:
@@ -251,7 +267,21 @@ class Stylizer:
         held = tf.nest.map_structure(
             lambda t: None if t is None else tf.Variable(t, trainable=False), targets
         )
-        runner = OPTIMIZERS[self.config.optimizer](image, self.value_and_grad(held), self.config)
+        # A shape whose whole-image step would not fit the budget gets the exact tiled
+        # step, and an L-BFGS history that fits beside it.
+        plan = memory.plan_scale(shape[1], shape[2], self.config, self.budget)
+        step = self._tiled_step(plan.tile) or self._step
+        config = dataclasses.replace(self.config, lbfgs_memory=plan.lbfgs_memory)
+        if plan.lbfgs_memory < self.config.lbfgs_memory and self.config.optimizer != "adam":
+            logging.info(
+                "%dx%d px: L-BFGS keeps %d pairs instead of %d, to fit the %.1f GB budget",
+                shape[2],
+                shape[1],
+                plan.lbfgs_memory,
+                self.config.lbfgs_memory,
+                self.budget / 1e9,
+            )
+        runner = OPTIMIZERS[self.config.optimizer](image, lambda x: step(x, held), config)
         self._runners[key] = (image, runner, held)
         while len(self._runners) > self.CACHED_SHAPES:
             self._runners.popitem(last=False)
@@ -261,6 +291,34 @@ class Stylizer:
         """The named loss terms (and the gradient's norm) of an image [batch, H, W, 3]."""
         values, _ = self._step(tf.constant(image, tf.float32), targets)
         return self.objective.unpack(self.read(values))
+
+    def _tiled_step(self, tile: int):
+        """The compiled tiled step for tiles of `tile` px (None for 0: untiled)."""
+        if not tile:
+            return None
+        if tile not in self._tiled:
+            tiled = TiledStep(self.model, self.objective, tile)
+            self._tiled[tile] = (tiled, tf.function(tiled.value_and_grad))
+        return self._tiled[tile][1]
+
+    def _tiles_for(self, image: tf.Tensor) -> TiledStep | None:
+        """The TiledStep for an image too large to run whole, else None."""
+        tile = memory.plan_scale(image.shape[1], image.shape[2], self.config, self.budget).tile
+        return self._tiled[tile][0] if self._tiled_step(tile) else None
+
+    def _content_features(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The content layers' maps of an image (stitched from tiles when it is large)."""
+        tiled = self._tiles_for(image)
+        if tiled is None:
+            return self.model(image)
+        return tiled.features(image, tuple(self.objective.content_weights))
+
+    def _image_statistics(self, image: tf.Tensor) -> dict[str, LayerStats]:
+        """The style statistics of an image (summed over tiles when it is large)."""
+        tiled = self._tiles_for(image)
+        if tiled is None:
+            return self.objective.style_statistics(self.model(image))
+        return tiled.style_statistics(image)
 
     # --- the seams ----------------------------------------------------------------------
 
@@ -323,7 +381,7 @@ class Stylizer:
         config = self.config
         height, width = scaled_shape(*inputs.content.shape[1:3], size)
         self._check_size(size, (height, width))
-        features = self.model(resize_images(inputs.content, height, width))
+        features = self._content_features(resize_images(inputs.content, height, width))
         content_targets = {name: features[name] for name in self.objective.content_weights}
         temporal = self._temporal(inputs, (height, width))
         if inputs.fixed is not None:
@@ -340,7 +398,7 @@ class Stylizer:
             self.objective.style_groups(
                 stats,
                 config.blend_weights(len(stats)),
-                self._layer_masks(inputs.masks, (height, width), features),
+                self._layer_masks(inputs.masks, (height, width)),
             ),
             temporal,
         )
@@ -366,7 +424,7 @@ class Stylizer:
         ]
         self._check_size(size, *shapes)
         return [
-            self.objective.style_statistics(self.model(resize_images(image, *shape)))
+            self._image_statistics(resize_images(image, *shape))
             for image, shape in zip(styles, shapes, strict=True)
         ]
 
@@ -397,7 +455,7 @@ class Stylizer:
         )
         return MeasuredStyle(sizes, stats)
 
-    def _layer_masks(self, masks, shape, features) -> list[dict[str, tf.Tensor]] | None:
+    def _layer_masks(self, masks, shape) -> list[dict[str, tf.Tensor]] | None:
         """Each style's mask at the content's size, then at every style layer's size."""
         if masks is None:
             return None
@@ -406,7 +464,10 @@ class Stylizer:
             at_content = tf.image.resize(np.reshape(mask, (1, *np.shape(mask)[:2], 1)), shape)
             layer_masks.append(
                 {
-                    name: tf.image.resize(at_content, tf.shape(features[name])[1:3], method="area")
+                    # Each 2x2 pooling halves a side, rounding down.
+                    name: tf.image.resize(
+                        at_content, [side // layer_downsampling(name) for side in shape], "area"
+                    )
                     for name in self.objective.style_weights
                 }
             )

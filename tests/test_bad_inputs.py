@@ -195,10 +195,8 @@ def test_zero_coarse_steps(d):
     refuse(d, "--coarse_steps", coarse_steps=0)
 
 
-def test_lbfgs_history_that_would_exceed_memory(d):
-    # 100000 pairs of float32 s and y, 24 B per pixel each, at the default 512 px (about
-    # 512x410): about 500 GB.
-    refuse(d, "memory", "--lbfgs_memory", lbfgs_memory=100000)
+# An L-BFGS history too large for memory is no longer refused: it is fitted to the budget
+# (issue 15; test_large_outputs.py::test_lbfgs_history_is_fitted_and_said_in_one_line).
 
 
 def test_zero_lbfgs_memory(d):

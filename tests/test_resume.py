@@ -37,7 +37,7 @@ def newest_checkpoint_step(directory):
     return max(steps, default=0)
 
 
-def wait_for_checkpoint(process, directory, step, timeout=300):
+def wait_for_checkpoint(process, directory, step, timeout=1200):
     deadline = time.monotonic() + timeout
     while newest_checkpoint_step(directory) < step:
         assert process.poll() is None, "the run ended before the checkpoint"
@@ -50,7 +50,16 @@ def pixels(path):
         return np.asarray(image, dtype=np.int16)
 
 
-def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
+# The tiled case: 2x2 tiles of 96 px at the last scale (192 px), whole at the coarser ones
+# (issue 15: resume keeps working at sizes that need tiles).
+TILED = ("--size=192", "--min_size=96", "--tile_size=96")
+
+
+@pytest.mark.parametrize("extra", [(), TILED], ids=["whole", "tiled"])
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, extra):
+    def cli(*args):
+        return [sys.executable, "-m", "nst_tf", *RUN, *extra, *args]
+
     whole = subprocess.run(
         cli(f"--output={tmp_path}/whole.png"), capture_output=True, text=True, timeout=600
     )

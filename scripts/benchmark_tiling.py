@@ -1,0 +1,229 @@
+"""Per-step time and peak memory of the tiled and the untiled step; a section of docs/benchmarks.md.
+
+    python scripts/benchmark_tiling.py                  # 1024, 2048 (both), 4096 (tiled)
+    python scripts/benchmark_tiling.py --sizes 1024     # a quick look
+
+Each measurement runs in a fresh process (its peak resident memory, VmHWM, is its own):
+the style targets at that size, one step to trace, then --steps timed steps of the
+value-and-gradient the optimisers call (the fastest: the machine is shared). The parent
+watches each child's resident memory and stops it before it passes --max_gb, so an
+untiled step too large for the machine is reported as such instead of pushing it into
+swap. The cases run interleaved (1024 untiled, 1024 tiled, 2048 tiled, 2048 untiled,
+4096 tiled), so that a machine shared with other work disturbs both sides of a ratio alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BEGIN, END = "<!-- tiling:begin -->", "<!-- tiling:end -->"
+
+
+def probe(size: int, tile: int, steps: int, precision: str) -> None:
+    """In this process: time `steps` steps at size x size px and print a JSON line."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    from nst_tf.config import Config  # pylint: disable=import-outside-toplevel
+    from nst_tf.stylizer import Stylizer  # pylint: disable=import-outside-toplevel
+    from nst_tf.tiling import TiledStep  # pylint: disable=import-outside-toplevel
+
+    rng = np.random.default_rng(0)
+    content = rng.uniform(0, 255, (size, size, 3)).astype(np.float32)
+    style = rng.uniform(0, 255, (512, 512, 3)).astype(np.float32)
+    # The step is chosen here, whatever the memory model would pick; the parent's watchdog
+    # keeps an untiled step that is too large from harming the machine.
+    config = Config(
+        size=size, min_size=0, precision=precision, tile_size=str(tile), memory_limit=1e3
+    )
+    stylizer = Stylizer(config)
+    targets = stylizer.targets(stylizer.prepare(content, style), size)
+    if tile:
+        tiled = TiledStep(stylizer.model, stylizer.objective, tile)
+        count = len(tiled.tiles(size, size))
+        step = tf.function(tiled.value_and_grad)
+
+        def value_and_grad(image):
+            return step(image, targets)
+
+    else:
+        count = 1
+        value_and_grad = stylizer.value_and_grad(targets)
+    image = tf.Variable(content[None])
+    start = time.perf_counter()
+    value_and_grad(image.read_value())[0].numpy()
+    first = time.perf_counter() - start
+    times, cpu = [], []
+    for _ in range(steps):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        values, grad = value_and_grad(image.read_value())
+        values.numpy()
+        times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+        image.assign(tf.clip_by_value(image - 1e-3 * grad, 0.0, 255.0))
+    with open("/proc/self/status", encoding="ascii") as f:
+        peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) * 1024
+    print(
+        json.dumps(
+            {
+                "size": size,
+                "tile": tile,
+                "tiles": count,
+                "first_step": first,
+                "seconds": min(times),
+                # CPU time of this process: on a shared machine, far steadier than wall time.
+                "cpu_seconds": min(cpu),
+                "peak_bytes": peak,
+            }
+        )
+    )
+
+
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) * 1024
+    except (OSError, StopIteration):
+        return 0
+
+
+def _available() -> float:
+    with open("/proc/meminfo", encoding="ascii") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("MemAvailable")) * 1024
+
+
+def measure(size: int, tile: int, steps: int, precision: str, max_bytes: float) -> dict:
+    """Runs one probe in a child process, stopping it before it passes max_bytes."""
+    free, load = _available(), os.getloadavg()[0]
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--probe", str(size), str(tile), str(steps), precision],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
+    stopped = False
+    while child.poll() is None:
+        if _rss(child.pid) > max_bytes:
+            child.kill()
+            stopped = True
+        time.sleep(0.2)
+    out = child.stdout.read()
+    if stopped or child.returncode:
+        result = {"size": size, "tile": tile, "stopped": f"passed {max_bytes / 1e9:.1f} GB"}
+        if not stopped:
+            result["stopped"] = f"exit {child.returncode}"
+    else:
+        result = json.loads(out.strip().splitlines()[-1])
+    result.update(available_before=free, load_before=load)
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def write_report(results: list[dict], args, path: str) -> None:
+    from nst_tf.features import cpu_flags  # pylint: disable=import-outside-toplevel
+
+    flags = cpu_flags()
+    isa = (
+        "AVX-512 + AVX512-BF16"
+        if "avx512_bf16" in flags
+        else "AVX-512" if "avx512f" in flags else "AVX2"
+    )
+    lines = [
+        BEGIN,
+        "## Tiled steps (issue 15): per-step time and peak memory",
+        "",
+        f"`python scripts/benchmark_tiling.py` on {platform.machine()}, {os.cpu_count()} cores "
+        f"({isa}), precision {args.precision}, {time.strftime('%Y-%m-%d')}; one fresh process "
+        "per row (its peak resident memory, VmHWM, includes TensorFlow and the targets), the "
+        f"fastest of {args.steps} steps after a traced one. The machine was shared: free "
+        "memory and load average are those when each row started.",
+        "",
+        "| size | step | tiles | s/step | CPU s/step | CPU s per Mpx | peak GB | free GB | load |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    per_mpx = {}
+    for r in results:
+        kind = f"tiled {r['tile']} px" if r["tile"] else "untiled"
+        if "stopped" in r:
+            lines.append(
+                f"| {r['size']} | {kind} | | stopped: {r['stopped']} | | | | "
+                f"{r['available_before'] / 1e9:.1f} | {r['load_before']:.1f} |"
+            )
+            continue
+        mpx = r["size"] ** 2 / 1e6
+        cpu = r.get("cpu_seconds")
+        if cpu:
+            per_mpx[(r["size"], bool(r["tile"]))] = cpu / mpx
+        lines.append(
+            f"| {r['size']} | {kind} | {r['tiles']} | {r['seconds']:.2f} | "
+            + (f"{cpu:.1f} | {cpu / mpx:.1f} | " if cpu else "| | ")
+            + f"{r['peak_bytes'] / 1e9:.2f} | "
+            f"{r['available_before'] / 1e9:.1f} | {r['load_before']:.1f} |"
+        )
+    lines.append("")
+    for size in sorted({size for size, _ in per_mpx}):
+        if (size, True) in per_mpx and (size, False) in per_mpx:
+            ratio = per_mpx[(size, True)] / per_mpx[(size, False)]
+            lines.append(
+                f"- {size} px: the tiled step costs {ratio:.2f}x the untiled step's CPU time."
+            )
+    lines += ["", END]
+    section = "\n".join(lines)
+    text = open(path, encoding="utf-8").read() if os.path.exists(path) else ""
+    if BEGIN in text:
+        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--probe", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--sizes", default="1024,2048,4096")
+    parser.add_argument("--tile", type=int, default=1024, help="tile side for 2048 and 4096")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--max_gb", type=float, default=0.0, help="default: 90%% of free")
+    parser.add_argument("--cases", help="size:tile,... instead of --sizes (tile 0: untiled)")
+    parser.add_argument(
+        "--log",
+        help="also append each result to this JSON-lines file, and " "report every result in it",
+    )
+    parser.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
+    args = parser.parse_args()
+    if args.probe:
+        size, tile, steps, precision = args.probe
+        probe(int(size), int(tile), int(steps), precision)
+        return
+    cases = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        tile = min(args.tile, size // 2)
+        pair = [(size, 0), (size, tile)] if size < 4096 else [(size, tile)]
+        cases += pair if len(cases) % 4 == 0 else pair[::-1]  # interleave the order
+    if args.cases:
+        cases = [tuple(int(v) for v in case.split(":")) for case in args.cases.split(",")]
+    max_bytes = args.max_gb * 1e9 or 0.9 * _available()
+    results = []
+    for size, tile in cases:
+        results.append(measure(size, tile, args.steps, args.precision, max_bytes))
+        if args.log:
+            with open(args.log, "a", encoding="utf-8") as f:
+                f.write(json.dumps(results[-1]) + "\n")
+    if args.log:
+        with open(args.log, encoding="utf-8") as f:
+            results = [json.loads(line) for line in f if line.strip()]
+    write_report(results, args, args.out)
+
+
+if __name__ == "__main__":
+    main()
