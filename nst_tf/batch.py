@@ -3,7 +3,7 @@
     nst-tf-batch --inputs=photos/ --output_dir=out/ --style=painting.jpg --size=512
 
 Every nst-tf setting that changes the result is taken as by nst-tf (its flags are
-defined in nst_tf.cli); the flags below say where the photos are and how to run. The
+made by nst_tf.cli from the settings' descriptions); the flags below say where the photos are and how to run. The
 job's logic is in nst_tf.jobs, the Ray layer in nst_tf.raypool.
 """
 
@@ -47,7 +47,8 @@ flags.DEFINE_integer("max_retries", 2, "Retries of a photo whose worker died (cr
 flags.DEFINE_bool("overwrite", False, "Redo photos whose sidecar says they are done.")
 flags.DEFINE_enum("format", "png", list(jobs.FORMATS), "Output image format.")
 
-# nst-tf flags that name one photo's files or a single run's state: not for a batch.
+# nst-tf settings that name one photo's files or a single run's state: not for a batch.
+# Their flags are defined all the same, so that giving one gets a message saying why.
 _NOT_FOR_BATCH = (
     "content",
     "output",
@@ -55,9 +56,7 @@ _NOT_FOR_BATCH = (
     "checkpoint_dir",
     "resume",
     "trace",
-    "export_dir",
-    "describe",
-    "targets_out",
+    "save_every",
 )
 
 
@@ -269,6 +268,7 @@ def main() -> None:
     """Entry point of `nst-tf-batch` and `python -m nst_tf.batch`."""
     if os.path.basename(sys.argv[0]) == "batch.py":
         sys.argv[0] = "nst-tf-batch"  # messages name the command, not this file
+    cli.define_flags()  # every nst-tf setting, described once in nst_tf.config
     app.run(_batch_main, flags_parser=cli._parse)  # pylint: disable=protected-access
 
 
