@@ -210,9 +210,9 @@ def _requested_tile(config: Config) -> int | None:
 
 def _fit_pairs(height: int, width: int, config: Config, tile: int, budget: float) -> int:
     """The most L-BFGS pairs (up to config.lbfgs_memory) that fit the budget; 0: none."""
-    if config.optimizer == "adam":
-        return config.lbfgs_memory
     fixed = estimated_peak_bytes(height, width, config, tile, 0)
+    if config.optimizer == "adam":  # no history: the step fits or it does not
+        return config.lbfgs_memory if fixed <= budget else 0
     per_pair = history_bytes_per_pixel(config, 1) - history_bytes_per_pixel(config, 0)
     room = (budget - fixed) / (per_pair * height * width)
     return max(0, min(config.lbfgs_memory, math.floor(room)))

@@ -56,6 +56,11 @@ def test_lbfgs_history_is_fitted_and_said_in_one_line():
     assert len(logged) == 1 and f"{plan.lbfgs_memory} L-BFGS pairs" in logged[0]
 
 
+def test_adam_is_tiled_too():
+    plan = memory.plan_scale(4096, 4096, Config(optimizer="adam"), 12 * GB)
+    assert plan.tile and plan.peak <= 12 * GB
+
+
 def test_a_fixed_tile_size_is_used_and_zero_never_tiles():
     assert memory.plan_scale(2048, 2048, Config(tile_size="500"), 64 * GB).tile == 496
     assert memory.plan_scale(400, 300, Config(tile_size="512"), 64 * GB).tile == 0
