@@ -63,9 +63,9 @@ GOAL_OBJECTIVE, GOAL_TIME = 1.1, 0.5  # issue 17: <= 1.1x pastiche's objective i
 # nst-tf schedules run beside the default: name -> extra command-line flags.
 SCHEDULES = {
     "default": [],
-    "old default (60/60/80, before issue 17)": ["--coarse_steps=60", "--steps=80"],
-    "single scale, 200 steps": ["--min_size=0", "--steps=200"],
-    "default, float32": ["--precision=float32"],
+    "old default (60/60/80 steps)": ["--steps=80"],
+    "checkpoints every 100 steps (old interval)": ["--checkpoint_every=100"],
+    "single scale 200 steps": ["--min_size=0", "--steps=200"],
 }
 QUICK_SCHEDULES = {
     "default, 10/10/10": ["--coarse_steps=10", "--steps=10"],
@@ -416,9 +416,11 @@ def main() -> None:
         runs, GOAL_OBJECTIVE * peer["in_flight"], peer["wall"], os.path.join(images_dir, plot_name)
     )
     if not args.quick:
-        # Small JPEGs of the two programs' results for the docs' side-by-side.
-        for run, stem in ((peer, "peer_pastiche"), (runs[1], "peer_nst_tf_default")):
-            Image.open(run["output"]).save(os.path.join(images_dir, stem + ".jpg"), quality=85)
+        # Small JPEGs of the results for the docs' side-by-side (the last run repeats the
+        # first).
+        for run in runs[:-1]:
+            slug = re.sub(r"[^a-z0-9]+", "_", run["name"].lower()).strip("_")[:40]
+            Image.open(run["output"]).save(os.path.join(images_dir, f"peer_{slug}.jpg"), quality=85)
     write_section(out, report(args, inputs, runs, peer, started, plot_name))
     print("wrote", out, flush=True)
 

@@ -75,6 +75,9 @@ def main() -> None:
     parser.add_argument("--variant", choices=("bf16", "f32_final", "f32"), default="bf16")
     parser.add_argument("--steps", type=int, default=200, help="Steps at the final scale.")
     parser.add_argument("--coarse_steps", type=int, default=60)
+    parser.add_argument(
+        "--checkpoint_every", type=int, default=0, help="As the CLI's (L-BFGS restarts at each)."
+    )
     parser.add_argument("--at", default="60,80,100,120,140,160,180,200")
     parser.add_argument("--workdir", default=os.path.join(ROOT, "build", "peer_benchmark"))
     args = parser.parse_args()
@@ -91,7 +94,8 @@ def main() -> None:
         style_scale=(max(style.shape[:2]) / size,),
         coarse_steps=args.coarse_steps,
         steps=args.steps,
-        checkpoint_every=0,
+        checkpoint_every=args.checkpoint_every,
+        checkpoint_dir=os.path.join(args.workdir, "study.ckpt") if args.checkpoint_every else None,
     )
     scorer = Scorer(*paths)
     at = {int(s) for s in args.at.split(",")}
