@@ -136,7 +136,7 @@ class Config:
         "0 runs a single scale.",
         RECIPE,
     )
-    steps: int = setting(80, "Optimiser iterations at the final scale.", RECIPE)
+    steps: int = setting(140, "Optimiser iterations at the final scale.", RECIPE)
     coarse_steps: int = setting(60, "Optimiser iterations at each earlier scale.", RECIPE)
     optimizer: str = setting(
         "lbfgs",
@@ -213,7 +213,7 @@ class Config:
         INPUT,
     )
     checkpoint_every: int = setting(
-        100,
+        200,
         "Steps between checkpoints (0: none); L-BFGS restarts its memory at each, which "
         "makes a resumed run exact.",
         RECIPE,
