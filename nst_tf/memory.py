@@ -365,6 +365,7 @@ def check_memory(config: Config, content, styles=()) -> ScalePlan:
         ConfigError: naming the setting that would make it fit.
     """
     height, width = images.scaled_shape(content.shape[0], content.shape[1], config.size)
+    plan = check_run(height, width, config)
     largest = max(style_shapes(config, styles), key=lambda shape: shape[0] * shape[1], default=None)
     if largest:
         style_need = BASE_BYTES + STYLE_BYTES_PER_PIXEL * largest[0] * largest[1]
@@ -379,4 +380,4 @@ def check_memory(config: Config, content, styles=()) -> ScalePlan:
                 f"memory, more than this machine's {have / 1e9:.0f} GB; use a smaller "
                 "--style_scale or --size"
             )
-    return check_run(height, width, config)
+    return plan
