@@ -3,8 +3,8 @@
     nst-tf-batch --inputs=photos/ --output_dir=out/ --style=painting.jpg --size=512
 
 Every nst-tf setting that changes the result is taken as by nst-tf (its flags are
-made by nst_tf.cli from the settings' descriptions); the flags below say where the photos are and how to run. The
-job's logic is in nst_tf.jobs, the Ray layer in nst_tf.raypool.
+made by nst_tf.cli from the settings' descriptions); the flags below say where the photos
+are and how to run. The job's logic is in nst_tf.jobs, the Ray layer in nst_tf.raypool.
 """
 
 from __future__ import annotations

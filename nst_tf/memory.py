@@ -323,6 +323,12 @@ def check_run(height: int, width: int, config: Config, budget: float | None = No
     """
     budget = budget_bytes(config) if budget is None else budget
     plan = plan_scale(height, width, config, budget)
+    log_plan(height, width, config, plan, budget)
+    return plan
+
+
+def log_plan(height: int, width: int, config: Config, plan: ScalePlan, budget: float) -> None:
+    """Says in one line when the final scale is tiled or its L-BFGS history trimmed."""
     if plan.tile or plan.lbfgs_memory < config.lbfgs_memory:
         logging.info(
             "%dx%d px: %s, %d L-BFGS pairs; estimated peak %.1f GB of a %.1f GB budget",
@@ -333,7 +339,6 @@ def check_run(height: int, width: int, config: Config, budget: float | None = No
             plan.peak / 1e9,
             budget / 1e9,
         )
-    return plan
 
 
 # The style pass runs VGG19 forward only, once per style image: --size=256
@@ -365,7 +370,8 @@ def check_memory(config: Config, content, styles=()) -> ScalePlan:
         ConfigError: naming the setting that would make it fit.
     """
     height, width = images.scaled_shape(content.shape[0], content.shape[1], config.size)
-    plan = check_run(height, width, config)
+    budget = budget_bytes(config)
+    plan = plan_scale(height, width, config, budget)
     largest = max(style_shapes(config, styles), key=lambda shape: shape[0] * shape[1], default=None)
     if largest:
         style_need = BASE_BYTES + STYLE_BYTES_PER_PIXEL * largest[0] * largest[1]
@@ -380,4 +386,5 @@ def check_memory(config: Config, content, styles=()) -> ScalePlan:
                 f"memory, more than this machine's {have / 1e9:.0f} GB; use a smaller "
                 "--style_scale or --size"
             )
+    log_plan(height, width, config, plan, budget)
     return plan
