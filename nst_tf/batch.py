@@ -126,28 +126,30 @@ def run_batch(config: Config, options: BatchOptions) -> jobs.Summary:
         NstError: a setting, the style, the weights, the output directory or the
             cluster is wrong; nothing was written.
     """
-    from nst_tf import run, weights  # pylint: disable=import-outside-toplevel
+    from nst_tf import inputs, memory, weights  # pylint: disable=import-outside-toplevel
     from nst_tf.targets import StyleTargets, check_compatible  # pylint: disable=C0415
 
     check_options(options)
     config = dataclasses.replace(
         config, content=None, checkpoint_every=0, checkpoint_dir=None, resume=False, trace=None
     )
-    config = run.expand_styles(validate(config))
+    config = inputs.expand_styles(validate(config))
     paths = jobs.list_inputs(options.inputs)
     jobs.check_output_dir(options.output_dir, paths)
     # Each worker finds the weights as this driver does (every node has the same set-up);
     # their sha256 enters the key.
     source = weights.find_weights(config.vgg_weights)
-    _, style, init = run.load_inputs(config)
-    masks = run.load_masks(config)
+    _, style, init = inputs.load_inputs(config)
+    masks = inputs.load_masks(config)
     if isinstance(style, StyleTargets):
         check_compatible(
             style, config.style_layers, config.normalization, source.sha256, config.pooling
         )
         style = style.grams
-    memory = options.memory_per_worker
-    memory_bytes = memory * 1e9 if memory else run.estimated_peak_bytes(*(config.size,) * 2, config)
+    per_worker = options.memory_per_worker
+    memory_bytes = (
+        per_worker * 1e9 if per_worker else memory.estimated_peak_bytes(*(config.size,) * 2, config)
+    )
     job = jobs.Job(
         config, os.path.abspath(options.output_dir), options.fmt, memory_bytes, source.sha256
     )

@@ -391,7 +391,8 @@ def stylize_photo(stylizer, job: Job, photo: Photo, style, masks=None, init=None
         masks: The style masks, or None.
         init: The start image when config.init is a path, or None.
     """
-    from nst_tf.run import ProgressLogger, estimated_peak_bytes  # pylint: disable=C0415
+    from nst_tf.memory import estimated_peak_bytes  # pylint: disable=C0415
+    from nst_tf.monitoring import ProgressLogger  # pylint: disable=C0415
 
     start = time.perf_counter()
     config = job.config
