@@ -26,29 +26,16 @@ from absl import logging
 from PIL import Image
 
 from nst_tf import images
-from nst_tf.config import INIT_KEYWORDS, Config
+from nst_tf.config import INIT_KEYWORDS, RECIPE, RUNTIME, Config
 from nst_tf.errors import ConfigError, NstError, OutputError
 
 FORMATS = ("png", "jpg")
 
 # Settings that do not change the result, and paths whose files' bytes are hashed
 # instead of their names (see job_digest).
-_NOT_IN_KEY = (
-    "content",
-    "output",
-    "logdir",
-    "snapshot_every",
-    "log_every",
-    "checkpoint_every",
-    "checkpoint_dir",
-    "resume",
-    "trace",
-    "vgg_weights",
-    "style",
-    "style_targets",
-    "style_mask",
-    "init",
-)
+# Settings of the recipe or the runtime that cannot change a batch's result: a batch writes
+# no checkpoints, and tiled steps equal untiled ones.
+_NOT_IN_KEY = ("checkpoint_every", "resume", "tile_size", "memory_limit")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,7 +217,7 @@ def job_digest(config: Config, fmt: str, weights_sha256: str) -> str:
         fmt: The output format.
         weights_sha256: The sha256 of the VGG19 weights file.
     """
-    settings = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_KEY}
+    settings = {k: v for k, v in config.of(RECIPE, RUNTIME).items() if k not in _NOT_IN_KEY}
     styles = config.style_paths() or ([] if config.style_targets else [images.sample_path("style")])
     files = {
         "style": [file_sha256(path) for path in styles],
