@@ -108,7 +108,8 @@ def config_from_flags(settings: type = Config):
         values[field.name] = value
     # Steps given on the command line are what the user wants at every scale.
     steps_given = any(name in FLAGS and FLAGS[name].present for name in ("steps", "coarse_steps"))
-    if "schedule" in FLAGS and not FLAGS["schedule"].present and steps_given:
+    has_schedule = "schedule" in {field.name for field in dataclasses.fields(settings)}
+    if has_schedule and "schedule" in FLAGS and not FLAGS["schedule"].present and steps_given:
         values["schedule"] = "fixed"
     return settings(**values)
 

@@ -81,9 +81,9 @@ def test_the_auto_schedule_runs_fewer_steps_only_above_1024_px():
     config = Config(size=4096, min_size=256)
     steps = scale_steps(config)
     assert steps[:5] == [60] * 5  # 256 ... 1024 px
-    assert steps[5:] == [42, 30, 21, 20]  # 1448, 2048, 2896 px, then the final 80 / 4
-    assert scale_steps(Config(size=4096, schedule="fixed")) == [60] * 8 + [80]
-    assert scale_steps(Config()) == [60, 60, 80]
+    assert steps[5:] == [42, 30, 21, 35]  # 1448, 2048, 2896 px, then the final 140 / 4
+    assert scale_steps(Config(size=4096, schedule="fixed")) == [60] * 8 + [140]
+    assert scale_steps(Config()) == [60, 60, 140]
 
 
 # --- prints -------------------------------------------------------------------------------
