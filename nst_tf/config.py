@@ -107,6 +107,15 @@ def setting(default, help: str, lifetime: str, flag: str | None = None):  # noqa
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def settings_of(settings, *lifetimes: str) -> dict:
+    """The fields of a settings dataclass (made with `setting`) of the given lifetimes."""
+    return {
+        field.name: getattr(settings, field.name)
+        for field in dataclasses.fields(settings)
+        if field.metadata["lifetime"] in lifetimes
+    }
+
+
 _STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
 
 
@@ -344,11 +353,7 @@ class Config:
 
     def of(self, *lifetimes: str) -> dict:
         """The settings of the given lifetimes (RECIPE, INPUT, OUTPUT, RUNTIME) by name."""
-        return {
-            field.name: getattr(self, field.name)
-            for field in dataclasses.fields(self)
-            if field.metadata["lifetime"] in lifetimes
-        }
+        return settings_of(self, *lifetimes)
 
     def recipe(self) -> dict:
         """What changes the result given the inputs: compared on resume, keys outputs."""

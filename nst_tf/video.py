@@ -27,7 +27,7 @@ import numpy as np
 from absl import logging
 
 from nst_tf import images
-from nst_tf.config import INPUT, OUTPUT, RECIPE, Config, setting
+from nst_tf.config import INPUT, OUTPUT, RECIPE, Config, setting, settings_of
 from nst_tf.errors import ConfigError, ImageError, Interrupted, OutputError
 
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -315,15 +315,9 @@ def work_dir_for(output: str) -> str:
 
 def _recipe_key(config: Config, settings: VideoSettings, clip: Clip) -> str:
     """A key of everything that shapes the frames: frames from other settings never mix."""
-    shaping = dataclasses.asdict(settings)
-    shaping.pop("fps")
     values = {
-        "config": {
-            k: v
-            for k, v in config.to_dict().items()
-            if k not in ("output", "logdir", "log_every", "snapshot_every", "trace")
-        },
-        "video": shaping,
+        "config": config.of(RECIPE, INPUT),
+        "video": settings_of(settings, RECIPE, INPUT),
         "input": os.path.abspath(clip.path),
     }
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
