@@ -43,7 +43,15 @@ STYLE_LOSSES = ("gram", "wasserstein")
 # Scales with a longer side than this run fewer steps under --schedule=auto.
 LARGE_SCALE = 1024
 # Extensions of the 16-bit output (TIFF, written with tifffile).
-TIFF_EXTENSIONS = (".tif", ".tiff")
+# The extensions --bit_depth=16 writes: TIFF (tifffile) and PNG (pypng).
+SIXTEEN_BIT_EXTENSIONS = (".tif", ".tiff", ".png")
+
+
+# Where FeatureExtractor.head() hands over to tail(): blocks 1-2 hold most of the
+# activations per pixel (64 and 128 channels at full and half resolution) but only a
+# quarter of the arithmetic; blocks 3-5 the rest. The split tiled step runs the head tile
+# by tile and the tail on the whole image.
+SPLIT_BEFORE = "block3_conv1"
 
 
 def layer_downsampling(layer: str) -> int:
@@ -294,7 +302,9 @@ class Config:
         "The memory budget in GB; 0: 80 % of the memory available when the run starts.",
         RUNTIME,
     )
-    bit_depth: int = setting(8, "8, or 16 bits per channel (TIFF output) for prints.", OUTPUT)
+    bit_depth: int = setting(
+        8, "8, or 16 bits per channel (a .png or .tif output) for prints.", OUTPUT
+    )
     schedule: str = setting(
         "auto",
         "auto runs fewer steps at scales above LARGE_SCALE px (the small scales have laid out "
@@ -628,7 +638,9 @@ def _check_large_settings(config: Config) -> None:
             f"--memory_limit={_shown(limit)} must be a number of GB >= 0 "
             "(0: 80 % of the memory available)"
         )
-    if config.bit_depth == 16 and os.path.splitext(config.output)[1].lower() not in TIFF_EXTENSIONS:
+    extension = os.path.splitext(config.output)[1].lower()
+    if config.bit_depth == 16 and extension not in SIXTEEN_BIT_EXTENSIONS:
         raise ConfigError(
-            f"--bit_depth=16 writes TIFF: give --output a .tif name, not {config.output}"
+            "--bit_depth=16 writes PNG or TIFF: give --output a .png or .tif name, "
+            f"not {config.output}"
         )

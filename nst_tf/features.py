@@ -8,30 +8,12 @@ import keras
 import tensorflow as tf
 
 from nst_tf import weights as weights_lib
-from nst_tf.config import VGG19_CONV_LAYERS
+from nst_tf.config import SPLIT_BEFORE, VGG19_CONV_LAYERS
 from nst_tf.errors import ConfigError
+from nst_tf.machine import cpu_flags, cpu_has_bfloat16  # noqa: F401 (also used from here)
 
 # Caffe preprocessing of the original VGG weights: BGR order, ImageNet mean removed.
 IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
-
-
-def cpu_flags(path: str = "/proc/cpuinfo") -> set[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
-    try:
-        with open(path, encoding="ascii", errors="replace") as f:
-            text = f.read()
-    except OSError:
-        return set()
-    flags = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.partition(":")[2].split())
-    return flags
-
-
-def cpu_has_bfloat16() -> bool:
-    """Whether the CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX-BF16)."""
-    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 def resolve_precision(precision: str) -> str:
@@ -144,14 +126,56 @@ class FeatureExtractor(keras.Model):
         self.vgg.trainable = False
 
     def call(self, images):
-        bgr = tf.reverse(tf.cast(images, tf.float32), axis=[-1])
-        outputs = self.vgg(bgr - tf.constant(IMAGENET_MEAN_BGR), training=False)
+        outputs = self.vgg(self._preprocess(images), training=False)
         if len(self.layer_names) == 1:
             outputs = [outputs]
         return {
             name: tf.cast(out, tf.float32)
             for name, out in zip(self.layer_names, outputs, strict=True)
         }
+
+    @staticmethod
+    def _preprocess(images):
+        bgr = tf.reverse(tf.cast(images, tf.float32), axis=[-1])
+        return bgr - tf.constant(IMAGENET_MEAN_BGR)
+
+    def _chain(self, start: int, stop: int | None, x) -> tuple[dict, tf.Tensor]:
+        """Runs VGG19's layers [start, stop) on x: (requested maps among them, the output).
+
+        VGG19 is a chain, so applying its layers in order is what the functional model
+        does, op for op.
+        """
+        layers = [
+            layer for layer in self.vgg.layers if not isinstance(layer, keras.layers.InputLayer)
+        ]
+        features = {}
+        for layer in layers[start:stop]:
+            x = layer(x, training=False)
+            if layer.name in self.layer_names:
+                features[layer.name] = tf.cast(x, tf.float32)
+        return features, x
+
+    def split_index(self, first_tail_layer: str = SPLIT_BEFORE) -> int | None:
+        """Where head() stops and tail() begins: the index of `first_tail_layer` among
+        the layers run, or None when every requested layer comes before it."""
+        names = [
+            layer.name
+            for layer in self.vgg.layers
+            if not isinstance(layer, keras.layers.InputLayer)
+        ]
+        return names.index(first_tail_layer) if first_tail_layer in names else None
+
+    def head(self, images) -> tuple[dict, tf.Tensor]:
+        """The first blocks (up to SPLIT_BEFORE): (their requested maps, the map they end in).
+
+        head() then tail() gives what call() gives; the tiled step runs the head, whose
+        activations are the largest per pixel, tile by tile, and the tail whole.
+        """
+        return self._chain(0, self.split_index(), self._preprocess(images))
+
+    def tail(self, boundary) -> dict:
+        """The requested maps of the layers from SPLIT_BEFORE on, given head()'s output."""
+        return self._chain(self.split_index(), None, boundary)[0]
 
     def get_config(self):
         config = super().get_config()

@@ -10,6 +10,7 @@ import secrets
 import stat
 import struct
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -286,8 +287,9 @@ def save_image(
 
     Args:
         image: Array (height, width, 3) in 0..255 (float or uint8).
-        path: Destination; .png, .jpg/.jpeg and other Pillow formats; a .tif for 16 bits.
-        bit_depth: 8, or 16 bits per channel (TIFF, written with tifffile).
+        path: Destination; .png, .jpg/.jpeg and other Pillow formats; .png or .tif for
+            16 bits.
+        bit_depth: 8, or 16 bits per channel (PNG written with pypng, TIFF with tifffile).
         info: An ICC profile and DPI to embed (the content's), or None.
 
     Raises:
@@ -302,7 +304,9 @@ def save_image(
         options["dpi"] = info.dpi
     try:
         with atomic_write(path) as f:
-            if bit_depth == 16:
+            if bit_depth == 16 and fmt == "PNG":
+                _write_png16(f, image, info)
+            elif bit_depth == 16:
                 _write_tiff16(f, image, info)
             else:
                 Image.fromarray(to_uint8(np.asarray(image)), "RGB").save(f, format=fmt, **options)
@@ -324,3 +328,29 @@ def _write_tiff16(f, image: np.ndarray, info: PrintInfo) -> None:
     buffer = io.BytesIO()
     tifffile.imwrite(buffer, to_uint16(image), photometric="rgb", compression="zlib", **options)
     f.write(buffer.getbuffer())
+
+
+def _write_png16(f, image: np.ndarray, info: PrintInfo) -> None:
+    """A 16-bit RGB PNG with the profile (iCCP) and resolution (pHYs) given.
+
+    Pillow cannot write 16-bit RGB; pypng can, and its chunk writer carries the profile.
+    """
+    import png  # pylint: disable=import-outside-toplevel
+
+    pixels = to_uint16(image)
+    height, width = pixels.shape[:2]
+    options = {}
+    if info.dpi:
+        # pHYs holds pixels per metre.
+        x, y = (round(d / 0.0254) for d in info.dpi)
+        options.update(x_pixels_per_unit=x, y_pixels_per_unit=y, unit_is_meter=True)
+    writer = png.Writer(width, height, greyscale=False, bitdepth=16, compression=6, **options)
+    buffer = io.BytesIO()
+    writer.write(buffer, pixels.reshape(height, width * 3))
+    chunks = list(png.Reader(bytes=buffer.getvalue()).chunks())
+    if info.icc_profile:
+        # iCCP: a name, a NUL, compression method 0, the zlib-compressed profile; it must
+        # come before the image data.
+        iccp = b"ICC profile\0\0" + zlib.compress(info.icc_profile)
+        chunks.insert(1, (b"iCCP", iccp))
+    png.write_chunks(f, chunks)

@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from absl import logging
 
 from nst_tf import images
-from nst_tf.config import VGG19_CONV_LAYERS, Config, layer_downsampling
+from nst_tf.config import SPLIT_BEFORE, VGG19_CONV_LAYERS, Config, layer_downsampling
 from nst_tf.errors import ConfigError
+from nst_tf.machine import cpu_has_bfloat16
 from nst_tf.targets import StyleTargets
 
 # Peak resident memory of an untiled run, measured by scripts/benchmark.py's probe (float32,
@@ -26,6 +27,19 @@ from nst_tf.targets import StyleTargets
 # exactly their float32 s and y vectors.
 BASE_BYTES = 0.8e9
 BYTES_PER_PIXEL = 4.3e3
+# In bfloat16 (--precision=auto on a CPU with native bfloat16) the activations take half
+# the room: 1.55 KB per pixel at 2048x2048 and 1.76 KB at 1024x1024 on an AVX-512 machine
+# (scripts/benchmark_tiling.py), with a margin.
+BFLOAT16_BYTES_PER_PIXEL = 2.0e3
+# The split tiled step keeps the tail's activations (blocks 3-5) for the whole image: by
+# their channels and resolutions, a third of the network's (104 of 320 floats per pixel
+# with the default layers).
+TAIL_SHARE = 0.35
+# It also holds the head's output for the whole image (block2_pool, 128 channels at a
+# sixteenth of the pixels): stitched, its pieces and its gradient.
+SPLIT_BYTES_PER_PIXEL = 100.0
+# Head tiles below this side would unroll into too many pieces for little saving.
+MIN_SPLIT_TILE = 256
 # A tiled step also holds whole-image tensors besides one tile's activations: the image,
 # its gradient and the sum being built, L-BFGS's current point, gradient, direction and
 # trial, and the content layers' targets (block4_conv2: 8 floats per pixel). Measured by
@@ -74,6 +88,30 @@ def halo_and_grid(layers: Sequence[str]) -> tuple[int, int]:
     """
     grid = max(layer_downsampling(name) for name in layers)
     reach = max(max(receptive_field(name)) for name in layers)
+    return grid * math.ceil(reach / grid), grid
+
+
+def split_halo_and_grid(layers: Sequence[str]) -> tuple[int, int] | None:
+    """The halo and grid of the head's tiles in the split tiled step.
+
+    The head (the layers before SPLIT_BEFORE) runs tile by tile and ends in the input of
+    SPLIT_BEFORE, at a quarter of the resolution; that map must be exact in each tile's
+    interior, as must the head's own requested layers.
+
+    Returns:
+        (halo, grid), or None when no layer used is at or after SPLIT_BEFORE (the whole
+        network is then the head, and there is nothing to split).
+    """
+    order = VGG19_CONV_LAYERS.index
+    if max(order(name) for name in layers) < order(SPLIT_BEFORE):
+        return None
+    grid = layer_downsampling(SPLIT_BEFORE)
+    # The input of SPLIT_BEFORE reaches as far as its features less its own 3x3
+    # convolution: one position of its resolution on each side.
+    reach = max(receptive_field(SPLIT_BEFORE)) - grid
+    for name in layers:
+        if order(name) < order(SPLIT_BEFORE):
+            reach = max(reach, *receptive_field(name))
     return grid * math.ceil(reach / grid), grid
 
 
@@ -134,25 +172,52 @@ def history_bytes_per_pixel(config: Config, pairs: int | None = None) -> float:
     return 0.0  # Adam's two moments are within the activations' margin
 
 
+def activation_bytes_per_pixel(config: Config | None) -> float:
+    """What the step's activations take per pixel: less in bfloat16 than in float32."""
+    precision = config.precision if config else "float32"
+    if precision == "auto":
+        # What resolve_precision picks on a CPU (a GPU's memory is not this machine's).
+        precision = "bfloat16" if cpu_has_bfloat16() else "float32"
+    return BFLOAT16_BYTES_PER_PIXEL if precision == "bfloat16" else BYTES_PER_PIXEL
+
+
 def estimated_peak_bytes(
-    height: int, width: int, config: Config | None = None, tile: int = 0, pairs: int | None = None
+    height: int,
+    width: int,
+    config: Config | None = None,
+    tile: int = 0,
+    pairs: int | None = None,
+    split: bool = False,
 ) -> float:
     """Estimated peak memory of a step on a height x width image, whole or tiled.
 
     Args:
         height: Image height.
         width: Image width.
-        config: The run's settings (optimiser and layers); None: the step alone.
+        config: The run's settings (optimiser, layers, precision); None: the step alone.
         tile: Tile interior side; 0 for the whole image.
         pairs: L-BFGS pairs; default config.lbfgs_memory.
+        split: The split tiled step: the head in tiles of `tile`, the tail whole.
     """
     pixels = height * width
     history = history_bytes_per_pixel(config, pairs) * pixels if config else 0.0
+    per_pixel = activation_bytes_per_pixel(config)
     if not tile or tile >= max(height, width):
-        return BASE_BYTES + BYTES_PER_PIXEL * pixels + history
-    halo, _ = halo_and_grid(config.layers if config else ("block5_conv1",))
+        return BASE_BYTES + per_pixel * pixels + history
+    layers = config.layers if config else ("block5_conv1",)
+    if split:
+        halo, _ = split_halo_and_grid(layers)
+        crop = min(height, tile + 2 * halo) * min(width, tile + 2 * halo)
+        return (
+            BASE_BYTES
+            + (1 - TAIL_SHARE) * per_pixel * crop
+            + (TAIL_SHARE * per_pixel + WHOLE_IMAGE_BYTES_PER_PIXEL + SPLIT_BYTES_PER_PIXEL)
+            * pixels
+            + history
+        )
+    halo, _ = halo_and_grid(layers)
     crop = min(height, tile + 2 * halo) * min(width, tile + 2 * halo)
-    return BASE_BYTES + BYTES_PER_PIXEL * crop + WHOLE_IMAGE_BYTES_PER_PIXEL * pixels + history
+    return BASE_BYTES + per_pixel * crop + WHOLE_IMAGE_BYTES_PER_PIXEL * pixels + history
 
 
 def smallest_tile(config: Config) -> int:
@@ -190,11 +255,14 @@ class ScalePlan:
         tile: Tile interior side in pixels, or 0 for an untiled step.
         lbfgs_memory: Curvature pairs L-BFGS keeps at this scale.
         peak: The estimated peak in bytes.
+        split: Whether the tiles are the head's alone, the tail running whole (the split
+            tiled step: faster, where its memory fits).
     """
 
     tile: int
     lbfgs_memory: int
     peak: float
+    split: bool = False
 
 
 def _requested_tile(config: Config) -> int | None:
@@ -208,9 +276,11 @@ def _requested_tile(config: Config) -> int | None:
     return tile // grid * grid
 
 
-def _fit_pairs(height: int, width: int, config: Config, tile: int, budget: float) -> int:
+def _fit_pairs(
+    height: int, width: int, config: Config, tile: int, budget: float, split: bool = False
+) -> int:
     """The most L-BFGS pairs (up to config.lbfgs_memory) that fit the budget; 0: none."""
-    fixed = estimated_peak_bytes(height, width, config, tile, 0)
+    fixed = estimated_peak_bytes(height, width, config, tile, 0, split)
     if config.optimizer == "adam":  # no history: the step fits or it does not
         return config.lbfgs_memory if fixed <= budget else 0
     per_pair = history_bytes_per_pixel(config, 1) - history_bytes_per_pixel(config, 0)
@@ -226,6 +296,9 @@ def plan_scale(height: int, width: int, config: Config, budget: float) -> ScaleP
     fits once the history has taken at most HISTORY_SHARE of the budget. The history
     shrinks only when even that is too much, never below MIN_PAIRS.
 
+    A tiled step is the split one (the head in tiles, the tail whole: it recomputes only
+    the head) wherever that fits, and otherwise the whole network runs tile by tile.
+
     Raises:
         ConfigError: the scale cannot fit, naming the setting that would make it fit.
     """
@@ -237,6 +310,9 @@ def plan_scale(height: int, width: int, config: Config, budget: float) -> ScaleP
             f"{smallest_tile(config)}, or 0 to never tile"
         )
     least = min(MIN_PAIRS, config.lbfgs_memory)
+    split = _split_plan(height, width, config, budget, tile)
+    if split:
+        return split
     candidates = [0 if tile and tile >= max(height, width) else tile]
     if tile is None:
         if _fit_pairs(height, width, config, 0, budget) == config.lbfgs_memory:
@@ -259,6 +335,33 @@ def plan_scale(height: int, width: int, config: Config, budget: float) -> ScaleP
             smallest, pairs, estimated_peak_bytes(height, width, config, smallest, pairs)
         )
     raise ConfigError(_too_big(height, width, config, budget))
+
+
+def _split_plan(
+    height: int, width: int, config: Config, budget: float, tile: int | None
+) -> ScalePlan | None:
+    """The split tiled step's plan where it fits (see plan_scale), else None.
+
+    Args:
+        tile: The requested tile (None for "auto"; 0 or one covering the image: untiled).
+    """
+    side = max(height, width)
+    if tile == 0 or (tile and tile >= side) or split_halo_and_grid(config.layers) is None:
+        return None
+    if tile is None:
+        if _fit_pairs(height, width, config, 0, budget) == config.lbfgs_memory:
+            return None  # it fits untiled
+        _, grid = halo_and_grid(config.layers)
+        top = grid * math.ceil(side / grid) - grid
+        candidates = range(top, MIN_SPLIT_TILE - 1, -grid)
+        pairs = _history_cap(height, width, config, budget)
+    else:
+        candidates, pairs = [tile], config.lbfgs_memory
+    for candidate in candidates:
+        if _fit_pairs(height, width, config, candidate, budget, split=True) >= pairs:
+            peak = estimated_peak_bytes(height, width, config, candidate, pairs, split=True)
+            return ScalePlan(candidate, pairs, peak, split=True)
+    return None
 
 
 def _history_cap(height: int, width: int, config: Config, budget: float) -> int:
@@ -334,7 +437,7 @@ def log_plan(height: int, width: int, config: Config, plan: ScalePlan, budget: f
             "%dx%d px: %s, %d L-BFGS pairs; estimated peak %.1f GB of a %.1f GB budget",
             width,
             height,
-            f"tiles of {plan.tile} px" if plan.tile else "untiled",
+            (f"{'head ' if plan.split else ''}tiles of {plan.tile} px" if plan.tile else "untiled"),
             plan.lbfgs_memory,
             plan.peak / 1e9,
             budget / 1e9,

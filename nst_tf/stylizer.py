@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import math
 import time
 from collections import OrderedDict
@@ -91,6 +92,9 @@ class Progress:
         total_steps: Steps of the whole run, over all scales.
         elapsed: Seconds since this call of stylize() began.
         first_step: The first step this call ran (after a resume, later than 1).
+        work: Pixels processed by the end of each step, from work[0] = 0 to
+            work[total_steps]: a step of a scale twice as large costs about four
+            times as much, so the ETA weighs steps by their pixels. Empty: by steps.
     """
 
     step: int
@@ -103,14 +107,24 @@ class Progress:
     total_steps: int = 0
     elapsed: float = 0.0
     first_step: int = 1
+    work: Sequence[float] = ()
 
     @property
     def eta(self) -> float | None:
-        """Seconds left, from the mean pace of the steps run so far (None at first)."""
+        """Seconds left, from the pace of the steps run so far (None at first).
+
+        The pace is per pixel when `work` is known (a multi-scale run's later steps are
+        the larger ones), else per step.
+        """
         done = self.step - self.first_step + 1
         if done < 1 or self.total_steps <= 0:
             return None
-        return self.elapsed / done * max(self.total_steps - self.step, 0)
+        left = max(self.total_steps - self.step, 0)
+        if len(self.work) == self.total_steps + 1 and self.step <= self.total_steps:
+            done_work = self.work[self.step] - self.work[self.first_step - 1]
+            if done_work > 0:
+                return self.elapsed / done_work * (self.work[-1] - self.work[self.step])
+        return self.elapsed / done * left
 
 
 class MeasuredStyle(NamedTuple):
@@ -270,7 +284,7 @@ class Stylizer:
         # A shape whose whole-image step would not fit the budget gets the exact tiled
         # step, and an L-BFGS history that fits beside it.
         plan = memory.plan_scale(shape[1], shape[2], self.config, self.budget)
-        step = self._tiled_step(plan.tile) or self._step
+        step = self._tiled_step(plan.tile, plan.split) or self._step
         config = dataclasses.replace(self.config, lbfgs_memory=plan.lbfgs_memory)
         if plan.lbfgs_memory < self.config.lbfgs_memory and self.config.optimizer != "adam":
             logging.info(
@@ -292,19 +306,23 @@ class Stylizer:
         values, _ = self._step(tf.constant(image, tf.float32), targets)
         return self.objective.unpack(self.read(values))
 
-    def _tiled_step(self, tile: int):
+    def _tiled_step(self, tile: int, split: bool = False):
         """The compiled tiled step for tiles of `tile` px (None for 0: untiled)."""
         if not tile:
             return None
-        if tile not in self._tiled:
-            tiled = TiledStep(self.model, self.objective, tile)
-            self._tiled[tile] = (tiled, tf.function(tiled.value_and_grad))
-        return self._tiled[tile][1]
+        if (tile, split) not in self._tiled:
+            tiled = TiledStep(self.model, self.objective, tile, split)
+            self._tiled[tile, split] = (tiled, tf.function(tiled.value_and_grad))
+        return self._tiled[tile, split][1]
 
     def _tiles_for(self, image: tf.Tensor) -> TiledStep | None:
         """The TiledStep for an image too large to run whole, else None."""
-        tile = memory.plan_scale(image.shape[1], image.shape[2], self.config, self.budget).tile
-        return self._tiled[tile][0] if self._tiled_step(tile) else None
+        plan = memory.plan_scale(image.shape[1], image.shape[2], self.config, self.budget)
+        return (
+            self._tiled[plan.tile, plan.split][0]
+            if self._tiled_step(plan.tile, plan.split)
+            else None
+        )
 
     def _content_features(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
         """The content layers' maps of an image (stitched from tiles when it is large)."""
@@ -546,7 +564,10 @@ class Stylizer:
             sizes, steps = scale_sizes(self.config.min_size, self.config.size), scale_steps(
                 self.config
             )
-        run = self._begin(sum(steps))
+        pixels = [math.prod(scaled_shape(*inputs.content.shape[1:3], size)) for size in sizes]
+        run = self._begin(
+            sum(steps), [p for p, n in zip(pixels, steps, strict=True) for _ in range(n)]
+        )
         image = None
         for scale in range(run.position.scale, len(sizes)):
             image = self._stylize_scale(inputs, run, scale, sizes, steps, image, callbacks)
@@ -558,8 +579,13 @@ class Stylizer:
             result = color.preserve_luminance(result, content_at, self.config.color_space)
         return _unbatch(result, inputs.single)
 
-    def _begin(self, total_steps: int) -> _Run:
-        """A run's state: fresh, or the position of the checkpoint it resumes."""
+    def _begin(self, total_steps: int, step_pixels: Sequence[int] = ()) -> _Run:
+        """A run's state: fresh, or the position of the checkpoint it resumes.
+
+        Args:
+            total_steps: Steps over all scales.
+            step_pixels: The pixels of each step's scale, for the ETA.
+        """
         config = self.config
         run = _Run(checkpoints.RunState(config), checkpoints.Position())
         if config.checkpoint_dir and config.resume:
@@ -570,6 +596,7 @@ class Stylizer:
         elif config.checkpoint_dir:
             checkpoints.clear(config.checkpoint_dir)
         run.clock = _Clock(total_steps, run.position.step + 1)
+        run.clock.work = tuple(itertools.accumulate(step_pixels, initial=0))
         return run
 
     def _stylize_scale(self, inputs, run, scale, sizes, steps, previous, callbacks) -> tf.Tensor:
@@ -668,6 +695,7 @@ class _Clock:
     def __init__(self, total_steps: int, first_step: int):
         self.start = self.last = time.perf_counter()
         self.total_steps, self.first_step = total_steps, first_step
+        self.work: tuple[float, ...] = ()
 
     def tick(self) -> tuple[float, float]:
         """(seconds since the last tick, seconds since the start)."""
@@ -701,6 +729,7 @@ class _Reporter:
             total_steps=self.clock.total_steps,
             elapsed=elapsed,
             first_step=self.clock.first_step,
+            work=self.clock.work,
         )
         for callback in self.callbacks:
             callback(progress)

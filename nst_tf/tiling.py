@@ -15,6 +15,13 @@ Each tile carries a halo as wide as the receptive field of the deepest layer use
 every tile starts on the network's pooling grid, so that a tile's interior features are
 exactly the whole image's there: the total loss and the gradient equal the untiled ones up
 to float rounding. No seams, no blending, no style drift.
+
+The split variant recomputes less. VGG19's first two blocks (the head) hold two thirds of
+its activations per pixel but a quarter of its arithmetic, and their receptive field is
+small (an 8 px halo); blocks 3-5 (the tail) are the reverse. Where memory allows, the
+head runs tile by tile (twice: pass 1, and again in pass 2 for its backward pass) and
+the tail once on the whole image, its output stitched from the head tiles' interiors:
+the step then costs little more than the untiled one.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import tensorflow as tf
 
 from nst_tf import losses
 from nst_tf.config import layer_downsampling
-from nst_tf.memory import Tile, halo_and_grid, plan_tiles
+from nst_tf.memory import Tile, halo_and_grid, plan_tiles, split_halo_and_grid
 from nst_tf.objective import LayerStats, Objective, Targets
 
 
@@ -50,6 +57,29 @@ def _interior(tensor: tf.Tensor, tile: Tile, cell: int, frame: str = "crop") -> 
     ]
 
 
+def _stitch(tiles: Sequence[Tile], pieces: Sequence[tf.Tensor]) -> tf.Tensor:
+    """One map of the whole image from its tiles' interior pieces (tiles in row-major order)."""
+    rows, row, row_start = [], [], None
+    for tile, piece in zip(tiles, pieces, strict=True):
+        if row and tile.interior[0] != row_start:
+            rows.append(tf.concat(row, axis=2))
+            row = []
+        row_start = tile.interior[0]
+        row.append(piece)
+    rows.append(tf.concat(row, axis=2))
+    return tf.concat(rows, axis=1)
+
+
+def _merge(first: dict, second: dict) -> dict:
+    """Two sets of sums (see TiledStep._sums) over different layers, as one."""
+    merged = {key: {**first[key], **second[key]} for key in ("style", "content")}
+    merged["masked"] = {
+        group: {**first["masked"].get(group, {}), **second["masked"].get(group, {})}
+        for group in first["masked"].keys() | second["masked"].keys()
+    }
+    return merged
+
+
 def layer_shape(batch: int, height: int, width: int, layer: str, channels: int) -> tf.Tensor:
     """The shape [batch, h, w, C] of a layer's map for a height x width image."""
     cell = layer_downsampling(layer)
@@ -60,23 +90,34 @@ class TiledStep:
     """The tiled (image, targets) -> (packed loss terms, gradient), traceable.
 
     Tiles run one after another (each waits for the previous one's result), so the
-    memory of the network's activations is that of one tile.
+    memory of the network's activations is that of one tile (split: one head tile, and
+    the tail's for the whole image).
 
     Args:
         model: The FeatureExtractor.
         objective: The run's Objective.
         tile: Largest tile interior side in pixels (rounded down to the grid).
+        split: Run the head in tiles and the tail whole (see the module's docstring);
+            ignored when every layer used is in the head.
     """
 
-    def __init__(self, model, objective: Objective, tile: int):
+    def __init__(self, model, objective: Objective, tile: int, split: bool = False):
         self.model, self.objective = model, objective
         self.layers = tuple(model.layer_names)
         self.halo, self.grid = halo_and_grid(self.layers)
         self.tile = max(self.grid, tile // self.grid * self.grid)
+        head = split_halo_and_grid(self.layers) if split else None
+        self.split = head is not None
+        if head:
+            self.head_halo, self.head_grid = head
 
     def tiles(self, height: int, width: int) -> list[Tile]:
-        """The tiles of a height x width image."""
+        """The tiles of a height x width image (through the whole network)."""
         return plan_tiles(height, width, self.tile, self.halo, self.grid)
+
+    def head_tiles(self, height: int, width: int) -> list[Tile]:
+        """The split step's head tiles of a height x width image."""
+        return plan_tiles(height, width, self.tile, self.head_halo, self.head_grid)
 
     # --- per-tile sums ------------------------------------------------------------------
 
@@ -84,7 +125,8 @@ class TiledStep:
         """One tile's additive pieces of the objective: a nested dict of tensors.
 
         Args:
-            features: The tile crop's features by layer.
+            features: The tile crop's features by layer (all of them, or the head's or
+                the tail's: the pieces are of the layers given).
             tile: The tile.
             targets: The targets (content maps and masks at whole-image resolution), or
                 None for statistics only.
@@ -94,9 +136,10 @@ class TiledStep:
         objective = self.objective
         sums = {"style": {}, "masked": {}, "content": {}}
         inner = {
-            name: _interior(features[name], tile, layer_downsampling(name)) for name in self.layers
+            name: _interior(features[name], tile, layer_downsampling(name)) for name in features
         }
-        for name in objective.style_weights:
+        style_layers = [name for name in objective.style_weights if name in features]
+        for name in style_layers:
             f = inner[name]
             if objective.style_loss == "wasserstein":
                 centred = f - shift[name][:, None, None, :]
@@ -117,9 +160,9 @@ class TiledStep:
                     normalize=False,
                     mask=_interior(group.masks[name], tile, layer_downsampling(name), "image"),
                 )
-                for name in objective.style_weights
+                for name in style_layers
             }
-        for name in objective.content_weights:
+        for name in (name for name in objective.content_weights if name in features):
             target = _interior(targets.content[name], tile, layer_downsampling(name), "image")
             sums["content"][name] = tf.reduce_sum(tf.square(inner[name] - target), axis=[1, 2, 3])
         return sums
@@ -133,6 +176,7 @@ class TiledStep:
                 tf.reduce_mean(_interior(features[name], tile, layer_downsampling(name)), [1, 2])
             )
             for name in self.objective.style_weights
+            if name in features
         }
 
     def _statistics(self, sums, shapes, shift, masks=None) -> dict[str, LayerStats]:
@@ -169,10 +213,11 @@ class TiledStep:
             return tf.identity(image[:, y0:y1, x0:x1])
 
     def _layer_shapes(self, image: tf.Tensor, features) -> dict[str, tf.Tensor]:
+        """Whole-image map shapes of the layers in `features` (any image's: for channels)."""
         batch, height, width = image.shape[0], image.shape[1], image.shape[2]
         return {
             name: layer_shape(batch, height, width, name, features[name].shape[-1])
-            for name in self.layers
+            for name in features
         }
 
     def value_and_grad(self, image: tf.Tensor, targets: Targets):
@@ -185,6 +230,8 @@ class TiledStep:
         Returns:
             (values, gradient) exactly as Stylizer's untiled step returns them.
         """
+        if self.split:
+            return self._split_value_and_grad(image, targets)
         objective = self.objective
         tiles = self.tiles(image.shape[1], image.shape[2])
         # Pass 1. The last tile runs under a tape that pass 2 reuses, sparing one forward.
@@ -233,6 +280,61 @@ class TiledStep:
         terms["grad_norm"] = tf.norm(grad)
         return objective.pack(terms), grad
 
+    def _split_value_and_grad(self, image: tf.Tensor, targets: Targets):
+        """value_and_grad with the head in tiles and the tail on the whole image."""
+        height, width = image.shape[1], image.shape[2]
+        tiles = self.head_tiles(height, width)
+        # Pass 1: the head tile by tile, forward only; its statistics are summed and its
+        # output (the tail's input) is stitched from the tiles' interiors.
+        head_total, after, pieces = None, (), []
+        for index, tile in enumerate(tiles):
+            crop = self._crop(image, tile, after)
+            features, boundary = self.model.head(crop)
+            if index == 0:
+                head_shift, channels = self._shift(features, tile), dict(features)
+            part = self._sums(features, tile, targets, head_shift)
+            head_total = (
+                part if head_total is None else tf.nest.map_structure(tf.add, head_total, part)
+            )
+            pieces.append(_interior(boundary, tile, self.head_grid))
+            after = (head_total, pieces[-1])
+        boundary = _stitch(tiles, pieces)
+        # The tail once, whole, under a tape that also sees the head's sums and the image
+        # (for the terms computed on it, such as the total variation).
+        whole = Tile((0, height, 0, width), (0, height, 0, width))
+        with tf.GradientTape() as tape:
+            tape.watch((boundary, head_total, image))
+            tail = self.model.tail(boundary)
+            tail_shift = self._shift(tail, whole)
+            shift = None if head_shift is None else {**head_shift, **tail_shift}
+            total = _merge(head_total, self._sums(tail, whole, targets, tail_shift))
+            shapes = self._layer_shapes(image, {**channels, **tail})
+            terms = self._terms(image, total, targets, shapes, shift)
+        d_head, d_boundary, grad = tape.gradient(
+            terms["total"],
+            (head_total, boundary, image),
+            unconnected_gradients=tf.UnconnectedGradients.ZERO,
+        )
+        # Pass 2: each head tile again, backpropagating its own sums' share and its part
+        # of the tail's input gradient to all of its pixels.
+        for tile in reversed(tiles):
+            crop = self._crop(image, tile, grad)
+            with tf.GradientTape() as tape:
+                tape.watch(crop)
+                features, boundary = self.model.head(crop)
+                part = self._sums(features, tile, targets, head_shift)
+                inner = _interior(boundary, tile, self.head_grid)
+            tile_grad = tape.gradient(
+                (part, inner),
+                crop,
+                output_gradients=(d_head, _interior(d_boundary, tile, self.head_grid, "image")),
+                unconnected_gradients=tf.UnconnectedGradients.ZERO,
+            )
+            y0, y1, x0, x1 = tile.crop
+            grad += tf.pad(tile_grad, [[0, 0], [y0, height - y1], [x0, width - x1], [0, 0]])
+        terms["grad_norm"] = tf.norm(grad)
+        return self.objective.pack(terms), grad
+
     def _terms(self, image, total, targets: Targets, shapes, shift) -> dict[str, tf.Tensor]:
         """The objective's terms from the summed pieces (and TV on the whole image)."""
         objective = self.objective
@@ -265,22 +367,13 @@ class TiledStep:
             names: Layers to return (for instance the content layers).
         """
         tiles = self.tiles(image.shape[1], image.shape[2])
-        rows: dict[str, list] = {name: [] for name in names}
-        row_start, row = None, {name: [] for name in names}
+        pieces = {name: [] for name in names}
         for tile in tiles:
-            if row_start is not None and tile.interior[0] != row_start:
-                for name in names:
-                    rows[name].append(tf.concat(row[name], axis=2))
-                row = {name: [] for name in names}
-            row_start = tile.interior[0]
-            features = self.model(
-                image[:, tile.crop[0] : tile.crop[1], tile.crop[2] : tile.crop[3]]
-            )
+            y0, y1, x0, x1 = tile.crop
+            features = self.model(image[:, y0:y1, x0:x1])
             for name in names:
-                row[name].append(_interior(features[name], tile, layer_downsampling(name)))
-        for name in names:
-            rows[name].append(tf.concat(row[name], axis=2))
-        return {name: tf.concat(rows[name], axis=1) for name in names}
+                pieces[name].append(_interior(features[name], tile, layer_downsampling(name)))
+        return {name: _stitch(tiles, pieces[name]) for name in names}
 
     def style_statistics(self, image: tf.Tensor) -> dict[str, LayerStats]:
         """The LayerStats of every style layer of `image`, summed over tiles."""

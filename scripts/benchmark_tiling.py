@@ -1,15 +1,19 @@
 """Per-step time and peak memory of the tiled and the untiled step; a section of docs/benchmarks.md.
 
-    python scripts/benchmark_tiling.py                  # 1024, 2048 (both), 4096 (tiled)
+    python scripts/benchmark_tiling.py                  # 1024, 2048 (all three), 4096
     python scripts/benchmark_tiling.py --sizes 1024     # a quick look
+    python scripts/benchmark_tiling.py --cases 2048:0,2048:1024,2048:1024:split
+
+Three kinds of step: untiled, tiled (the whole network tile by tile, recomputed in the
+backward pass) and split (VGG19's head tile by tile, its tail on the whole image).
 
 Each measurement runs in a fresh process (its peak resident memory, VmHWM, is its own):
 the style targets at that size, one step to trace, then --steps timed steps of the
 value-and-gradient the optimisers call (the fastest: the machine is shared). The parent
 watches each child's resident memory and stops it before it passes --max_gb, so an
 untiled step too large for the machine is reported as such instead of pushing it into
-swap. The cases run interleaved (1024 untiled, 1024 tiled, 2048 tiled, 2048 untiled,
-4096 tiled), so that a machine shared with other work disturbs both sides of a ratio alike.
+swap. The cases run interleaved (1024: untiled, tiled, split; 2048: split, tiled, untiled;
+4096: tiled, split), so that a machine shared with other work disturbs a ratio's sides alike.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEGIN, END = "<!-- tiling:begin -->", "<!-- tiling:end -->"
 
 
-def probe(size: int, tile: int, steps: int, precision: str) -> None:
+def probe(size: int, tile: int, steps: int, precision: str, split: bool = False) -> None:
     """In this process: time `steps` steps at size x size px and print a JSON line."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np  # pylint: disable=import-outside-toplevel
@@ -47,8 +51,8 @@ def probe(size: int, tile: int, steps: int, precision: str) -> None:
     stylizer = Stylizer(config)
     targets = stylizer.targets(stylizer.prepare(content, style), size)
     if tile:
-        tiled = TiledStep(stylizer.model, stylizer.objective, tile)
-        count = len(tiled.tiles(size, size))
+        tiled = TiledStep(stylizer.model, stylizer.objective, tile, split)
+        count = len((tiled.head_tiles if split else tiled.tiles)(size, size))
         step = tf.function(tiled.value_and_grad)
 
         def value_and_grad(image):
@@ -76,6 +80,7 @@ def probe(size: int, tile: int, steps: int, precision: str) -> None:
             {
                 "size": size,
                 "tile": tile,
+                "split": split,
                 "tiles": count,
                 "first_step": first,
                 "seconds": min(times),
@@ -100,11 +105,14 @@ def _available() -> float:
         return next(int(line.split()[1]) for line in f if line.startswith("MemAvailable")) * 1024
 
 
-def measure(size: int, tile: int, steps: int, precision: str, max_bytes: float) -> dict:
+def measure(
+    size: int, tile: int, steps: int, precision: str, max_bytes: float, split: bool = False
+) -> dict:
     """Runs one probe in a child process, stopping it before it passes max_bytes."""
     free, load = _available(), os.getloadavg()[0]
     child = subprocess.Popen(
-        [sys.executable, __file__, "--probe", str(size), str(tile), str(steps), precision],
+        [sys.executable, __file__, "--probe", str(size), str(tile), str(steps), precision]
+        + ["split"] * split,
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": ROOT},
@@ -117,7 +125,12 @@ def measure(size: int, tile: int, steps: int, precision: str, max_bytes: float) 
         time.sleep(0.2)
     out = child.stdout.read()
     if stopped or child.returncode:
-        result = {"size": size, "tile": tile, "stopped": f"passed {max_bytes / 1e9:.1f} GB"}
+        result = {
+            "size": size,
+            "tile": tile,
+            "split": split,
+            "stopped": f"passed {max_bytes / 1e9:.1f} GB",
+        }
         if not stopped:
             result["stopped"] = f"exit {child.returncode}"
     else:
@@ -151,7 +164,9 @@ def write_report(results: list[dict], args, path: str) -> None:
     ]
     per_mpx = {}
     for r in results:
-        kind = f"tiled {r['tile']} px" if r["tile"] else "untiled"
+        kind = "untiled"
+        if r["tile"]:
+            kind = f"{'split' if r.get('split') else 'tiled'} {r['tile']} px"
         if "stopped" in r:
             lines.append(
                 f"| {r['size']} | {kind} | | stopped: {r['stopped']} | | | | "
@@ -161,7 +176,7 @@ def write_report(results: list[dict], args, path: str) -> None:
         mpx = r["size"] ** 2 / 1e6
         cpu = r.get("cpu_seconds")
         if cpu:
-            per_mpx[(r["size"], bool(r["tile"]))] = cpu / mpx
+            per_mpx[(r["size"], kind.split()[0])] = cpu / mpx
         lines.append(
             f"| {r['size']} | {kind} | {r['tiles']} | {r['seconds']:.2f} | "
             + (f"{cpu:.1f} | {cpu / mpx:.1f} | " if cpu else "| | ")
@@ -170,11 +185,13 @@ def write_report(results: list[dict], args, path: str) -> None:
         )
     lines.append("")
     for size in sorted({size for size, _ in per_mpx}):
-        if (size, True) in per_mpx and (size, False) in per_mpx:
-            ratio = per_mpx[(size, True)] / per_mpx[(size, False)]
-            lines.append(
-                f"- {size} px: the tiled step costs {ratio:.2f}x the untiled step's CPU time."
-            )
+        for kind in ("tiled", "split"):
+            if (size, kind) in per_mpx and (size, "untiled") in per_mpx:
+                ratio = per_mpx[(size, kind)] / per_mpx[(size, "untiled")]
+                lines.append(
+                    f"- {size} px: the {kind} step costs {ratio:.2f}x the untiled step's "
+                    "CPU time per pixel."
+                )
     lines += ["", END]
     section = "\n".join(lines)
     text = open(path, encoding="utf-8").read() if os.path.exists(path) else ""
@@ -188,13 +205,15 @@ def write_report(results: list[dict], args, path: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--probe", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--probe", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--sizes", default="1024,2048,4096")
     parser.add_argument("--tile", type=int, default=1024, help="tile side for 2048 and 4096")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--max_gb", type=float, default=0.0, help="default: 90%% of free")
-    parser.add_argument("--cases", help="size:tile,... instead of --sizes (tile 0: untiled)")
+    parser.add_argument(
+        "--cases", help="size:tile[:split],... instead of --sizes (tile 0: untiled)"
+    )
     parser.add_argument(
         "--log",
         help="also append each result to this JSON-lines file, and " "report every result in it",
@@ -202,20 +221,25 @@ def main() -> None:
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     args = parser.parse_args()
     if args.probe:
-        size, tile, steps, precision = args.probe
-        probe(int(size), int(tile), int(steps), precision)
+        size, tile, steps, precision, *split = args.probe
+        probe(int(size), int(tile), int(steps), precision, split == ["split"])
         return
     cases = []
     for size in (int(s) for s in args.sizes.split(",")):
         tile = min(args.tile, size // 2)
-        pair = [(size, 0), (size, tile)] if size < 4096 else [(size, tile)]
-        cases += pair if len(cases) % 4 == 0 else pair[::-1]  # interleave the order
+        group = [(size, 0, False), (size, tile, False), (size, tile, True)]
+        if size >= 4096:
+            group = group[1:]
+        cases += group if len(cases) % 2 == 0 else group[::-1]  # interleave the order
     if args.cases:
-        cases = [tuple(int(v) for v in case.split(":")) for case in args.cases.split(",")]
+        cases = []
+        for case in args.cases.split(","):
+            size, tile, *kind = case.split(":")
+            cases.append((int(size), int(tile), kind == ["split"]))
     max_bytes = args.max_gb * 1e9 or 0.9 * _available()
     results = []
-    for size, tile in cases:
-        results.append(measure(size, tile, args.steps, args.precision, max_bytes))
+    for size, tile, split in cases:
+        results.append(measure(size, tile, args.steps, args.precision, max_bytes, split))
         if args.log:
             with open(args.log, "a", encoding="utf-8") as f:
                 f.write(json.dumps(results[-1]) + "\n")

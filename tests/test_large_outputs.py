@@ -8,6 +8,7 @@ import io
 import os
 
 import numpy as np
+import png
 import pytest
 import test_bad_inputs
 import tifffile
@@ -39,10 +40,37 @@ def test_auto_picks_the_largest_tile_that_fits():
     assert plan.tile and plan.tile % 16 == 0
     assert plan.peak <= budget
     assert memory.estimated_peak_bytes(4096, 4096, config, 0, 1) > budget  # untiled: no
-    bigger = memory.estimated_peak_bytes(4096, 4096, config, plan.tile + 16, plan.lbfgs_memory)
+    bigger = memory.estimated_peak_bytes(
+        4096, 4096, config, plan.tile + 16, plan.lbfgs_memory, plan.split
+    )
     assert bigger > budget
     # The history took no more than its share: 24 B per pixel per pair.
     assert plan.lbfgs_memory * 24 * 4096 * 4096 <= memory.HISTORY_SHARE * budget
+
+
+def test_auto_prefers_the_split_step_where_the_tail_fits_whole():
+    config = Config(precision="float32")  # the same estimate on every CPU
+    plan = memory.plan_scale(1938, 2896, config, 20 * GB)
+    assert plan.split and plan.tile and plan.peak <= 20 * GB
+    assert memory.estimated_peak_bytes(1938, 2896, config, 0, plan.lbfgs_memory) > 20 * GB
+    # The split step keeps the tail's activations for the whole image: at 4096x4096 they
+    # do not fit in 12 GB, and the whole network runs tile by tile.
+    plan = memory.plan_scale(4096, 4096, config, 12 * GB)
+    assert plan.tile and not plan.split and plan.peak <= 12 * GB
+    tail = memory.TAIL_SHARE * memory.BYTES_PER_PIXEL * 4096 * 4096
+    assert tail > 12 * GB
+    # A requested tile size is the head's where the split step fits.
+    plan = memory.plan_scale(2048, 2048, Config(tile_size="512", precision="float32"), 64 * GB)
+    assert plan.split and plan.tile == 512 and plan.lbfgs_memory == 50
+
+
+def test_bfloat16_activations_are_estimated_at_their_size():
+    whole = memory.estimated_peak_bytes(2048, 2048, Config(precision="float32"), 0, 0)
+    half = memory.estimated_peak_bytes(2048, 2048, Config(precision="bfloat16"), 0, 0)
+    pixels = 2048 * 2048
+    assert whole - half == pytest.approx(
+        (memory.BYTES_PER_PIXEL - memory.BFLOAT16_BYTES_PER_PIXEL) * pixels
+    )
 
 
 def test_lbfgs_history_is_fitted_and_said_in_one_line():
@@ -107,16 +135,46 @@ def test_16_bit_tiff_keeps_the_float_precision_the_profile_and_the_dpi(tmp_path)
     assert np.abs(read - image).max() <= 0.5 / 257 + 1e-9
 
 
-def test_the_command_line_writes_a_16_bit_print_upright_with_the_contents_profile(d):
+def _read_png16(path) -> tuple[np.ndarray, dict, bytes | None]:
+    """A PNG's pixels, pypng's metadata and its iCCP profile, read independently of ours."""
+    reader = png.Reader(filename=str(path))
+    width, height, rows, meta = reader.asDirect()
+    pixels = np.vstack([np.asarray(row, np.uint16) for row in rows]).reshape(height, width, -1)
+    with Image.open(path) as img:  # Pillow decodes the iCCP chunk itself
+        return pixels, meta, img.info.get("icc_profile")
+
+
+def test_16_bit_png_keeps_the_float_precision_the_profile_and_the_dpi(tmp_path):
+    image = np.random.default_rng(1).uniform(0, 255, (30, 40, 3)).astype(np.float32)
+    info = images.PrintInfo(_srgb_profile(), (300.0, 300.0))
+    images.save_image(image, str(tmp_path / "out.png"), 16, info)
+    pixels, meta, profile = _read_png16(tmp_path / "out.png")
+    assert meta["bitdepth"] == 16 and pixels.shape == (30, 40, 3)
+    assert profile == info.icc_profile
+    # pHYs holds pixels per metre: 300 dpi is 11811 px/m.
+    assert tuple(meta["physical"]) == (11811, 11811, True)
+    assert np.abs(pixels / 257.0 - image).max() <= 0.5 / 257 + 1e-9
+
+
+@pytest.mark.parametrize("extension", [".tif", ".png"])
+def test_the_command_line_writes_a_16_bit_print_upright_with_the_contents_profile(d, extension):
     profile = _srgb_profile()
     photo = Image.fromarray(np.random.default_rng(4).integers(0, 256, (40, 56, 3), np.uint8))
     exif = Image.Exif()
     exif[274] = 6  # "rotate 90 degrees clockwise to view": the photo is portrait
     photo.save(d / "photo.jpg", icc_profile=profile, dpi=(240, 240), exif=exif.tobytes())
-    args = cli_args(d, content=d / "photo.jpg", output=d / "print.tif")
+    args = cli_args(d, content=d / "photo.jpg", output=d / f"print{extension}")
     args += ["--size=64", "--min_size=0", "--steps=2", "--bit_depth=16", "--checkpoint_every=0"]
     result = run_cli(*args, cwd=d)
     assert result.returncode == 0, result.stderr
+    if extension == ".png":
+        pixels, meta, icc = _read_png16(d / "print.png")
+        assert meta["bitdepth"] == 16 and pixels.shape == (64, 46, 3)  # upright, portrait
+        assert icc == profile
+        assert tuple(meta["physical"]) == (round(240 / 0.0254), round(240 / 0.0254), True)
+        kinds = [kind for kind, _ in png.Reader(filename=str(d / "print.png")).chunks()]
+        assert b"eXIf" not in kinds and kinds.index(b"iCCP") < kinds.index(b"IDAT")
+        return
     with tifffile.TiffFile(d / "print.tif") as tif:
         page = tif.pages[0]
         assert page.dtype == np.uint16 and page.shape == (64, 46, 3)  # upright, portrait
@@ -163,7 +221,7 @@ def test_bad_values(d, flag, value, expected):
     refuse(d, expected, **{flag: value})
 
 
-def test_16_bits_needs_a_tiff(d):
-    refuse(d, "--bit_depth=16", ".tif", bit_depth=16)
-    assert not os.path.exists(d / "out.tif")
+def test_16_bits_needs_a_png_or_a_tiff(d):
+    refuse(d, "--bit_depth=16", ".png or .tif", bit_depth=16, output=d / "print.jpg")
+    assert not os.path.exists(d / "print.jpg")
     assert (d / "out.png").read_bytes() == PRECIOUS

@@ -1,12 +1,15 @@
 """The Stylizer: one network and one compiled step for many images."""
 
+import math
+
 import numpy as np
 import pytest
 from conftest import LAYERS
 
 from nst_tf.config import Config
 from nst_tf.errors import ConfigError
-from nst_tf.stylizer import Stylizer, scale_steps
+from nst_tf.images import scaled_shape
+from nst_tf.stylizer import Progress, Stylizer, scale_steps
 
 RNG = np.random.default_rng(21)
 
@@ -59,9 +62,12 @@ def test_progress_counts_the_whole_run_and_estimates_what_is_left(model):
     assert [p.step for p in history] == list(range(1, 8))
     elapsed = [p.elapsed for p in history]
     assert elapsed == sorted(elapsed) and elapsed[0] > 0
-    # The estimate is the mean pace so far times the steps left.
+    # The estimate is the pace per pixel so far times the pixels left: three steps of
+    # the 32 px scale done, four of the 45 px scale to go.
+    small, large = (math.prod(scaled_shape(48, 64, size)) for size in (32, 45))
     third = history[2]
-    assert third.eta == pytest.approx(third.elapsed / 3 * 4)
+    assert third.work[-1] == 3 * small + 4 * large
+    assert third.eta == pytest.approx(third.elapsed / (3 * small) * (4 * large))
     assert history[-1].eta == 0
 
 
@@ -78,3 +84,30 @@ def test_a_batch_and_a_single_image_share_the_loop(model):
     batch = np.stack([_photo(), _photo()])
     assert stylizer.stylize(batch, _photo(20, 20)).shape == (2, 24, 32, 3)
     assert stylizer.stylize(batch[0], _photo(20, 20)).shape == (24, 32, 3)
+
+
+def _progress(step, elapsed, work, first_step=1):
+    return Progress(
+        step,
+        0,
+        0,
+        {},
+        0.0,
+        lambda: None,
+        total_steps=4,
+        elapsed=elapsed,
+        first_step=first_step,
+        work=work,
+    )
+
+
+def test_the_eta_weighs_steps_by_their_pixels():
+    # Two steps at a 10x10 scale, then two at 20x20: four times the pixels each.
+    work = (0, 100, 200, 600, 1000)
+    # 2 s for the first 200 pixels: the 800 left take 8 s (by steps it would say 2 s).
+    assert _progress(2, 2.0, work).eta == pytest.approx(8.0)
+    # Resumed at step 3: 4 s for its 400 pixels, 400 left.
+    assert _progress(3, 4.0, work, first_step=3).eta == pytest.approx(4.0)
+    assert _progress(4, 9.0, work).eta == 0.0
+    # Without the pixels, by steps.
+    assert _progress(2, 2.0, ()).eta == pytest.approx(2.0)

@@ -16,7 +16,7 @@ import tifffile
 
 from nst_tf.config import Config
 from nst_tf.features import FeatureExtractor
-from nst_tf.memory import halo_and_grid, plan_tiles, receptive_field
+from nst_tf.memory import halo_and_grid, plan_tiles, receptive_field, split_halo_and_grid
 from nst_tf.stylizer import Stylizer
 from nst_tf.tiling import TiledStep
 
@@ -31,8 +31,11 @@ def _image(height, width, seed):
     return np.random.default_rng(seed).uniform(0, 255, (height, width, 3)).astype(np.float32)
 
 
-def _both(config, shape, tile, masks=None, seed=0):
-    """(untiled values, untiled gradient, tiled values, tiled gradient, tile count)."""
+def _both(config, shape, tile, masks=None, seed=0, split=False):
+    """(untiled values, untiled gradient, tiled values, tiled gradient, tile count).
+
+    split: the split step (head tiles, tail whole) instead of whole-network tiles.
+    """
     # Seeded random weights: the same network whatever ran before, so that a case is
     # reproducible (with some random networks the W2 gradient amplifies rounding).
     keras.utils.set_random_seed(seed)
@@ -48,8 +51,9 @@ def _both(config, shape, tile, masks=None, seed=0):
     targets = stylizer.targets(inputs, max(shape))
     image = tf.constant(_image(height, width, seed + 3)[None])
     values, grad = stylizer.value_and_grad(targets)(image)
-    tiled = TiledStep(model, stylizer.objective, tile)
-    count = len(tiled.tiles(height, width))
+    tiled = TiledStep(model, stylizer.objective, tile, split)
+    assert tiled.split == split
+    count = len((tiled.head_tiles if split else tiled.tiles)(height, width))
     tiled_values, tiled_grad = tf.function(tiled.value_and_grad)(image, targets)
     return values.numpy(), grad.numpy(), tiled_values.numpy(), tiled_grad.numpy(), count
 
@@ -87,21 +91,75 @@ def test_tiled_equals_untiled(overrides):
     _assert_close(*result)
 
 
-def test_tiled_equals_untiled_with_masks():
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(style_loss="gram"),
+        # W2 in the head (block1) and in the tail (block3_conv1), the content in the tail.
+        dict(
+            style_loss="wasserstein",
+            style_layers=("block1_conv1", "block3_conv1"),
+            content_layers=("block3_conv1",),
+        ),
+        dict(style_loss="gram", content_layers=("block1_conv2", "block3_conv1")),
+        dict(style_loss="gram", normalization="course", tv_weight=1e-3),
+        dict(style_loss="gram", pooling="avg"),
+    ],
+    ids=["gram", "wasserstein", "two_content_layers", "course_tv", "avg_pool"],
+)
+def test_split_tiled_equals_untiled(overrides):
+    config = Config(**{**SHALLOW, "style_weight": 1.0, **overrides})
+    *result, count = _both(config, (70, 85), tile=24, split=True)
+    assert count >= 9
+    _assert_close(*result)
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["tiled", "split"])
+def test_tiled_equals_untiled_with_masks(split):
     config = Config(**SHALLOW, style_weight=1.0)
     left = np.zeros((70, 85), np.float32)
     left[:, :40] = 1.0
     left[:, 40:50] = 0.5  # a soft edge
-    *result, count = _both(config, (70, 85), tile=24, masks=[left, 1.0 - left])
+    *result, count = _both(config, (70, 85), tile=24, masks=[left, 1.0 - left], split=split)
     assert count >= 9
     _assert_close(*result)
 
 
-def test_tiled_equals_untiled_with_the_default_layers():
+@pytest.mark.parametrize("split", [False, True], ids=["tiled", "split"])
+def test_tiled_equals_untiled_with_the_default_layers(split):
     config = Config(style_weight=1.0)
-    *result, count = _both(config, (288, 300), tile=96)
+    *result, count = _both(config, (288, 300), tile=96, split=split)
     assert count >= 9
     _assert_close(*result)
+
+
+def test_the_head_of_the_split_step_is_exact_in_each_tile_and_a_smaller_halo_breaks_that():
+    model = FeatureExtractor(Config().layers, None, "float32")
+    halo, grid = split_halo_and_grid(Config().layers)
+    assert (halo, grid) == (8, 4)
+    # Every layer used in the head: no split (the whole network is the head).
+    assert split_halo_and_grid(("block1_conv1", "block2_conv2")) is None
+    height, width = 61, 75
+    image = tf.constant(_image(height, width, 6)[None])
+    whole = model.head(image)[1].numpy()
+
+    def worst(use_halo):
+        error = 0.0
+        for tile in plan_tiles(height, width, 16, use_halo, grid):
+            y0, y1, x0, x1 = tile.crop
+            crop = model.head(image[:, y0:y1, x0:x1])[1].numpy()
+            iy0, iy1, ix0, ix1 = tile.interior
+            inner = crop[:, (iy0 - y0) // 4 :, (ix0 - x0) // 4 :][
+                :, : iy1 // 4 - iy0 // 4, : ix1 // 4 - ix0 // 4
+            ]
+            want = whole[:, iy0 // 4 : iy1 // 4, ix0 // 4 : ix1 // 4]
+            assert inner.shape == want.shape
+            if inner.size:
+                error = max(error, np.abs(inner - want).max() / np.abs(whole).max())
+        return error
+
+    assert worst(halo) <= 1e-5
+    assert worst(halo - grid) > 1e-3
 
 
 def test_receptive_field_matches_hand_count():
