@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import gc
 import itertools
 import math
 import time
@@ -274,16 +275,17 @@ class Stylizer:
         key = (shape, self.config.optimizer, repr(layout))
         if key in self._runners:
             self._runners.move_to_end(key)
-            image, runner, held = self._runners[key]
+            image, runner, held, _ = self._runners[key]
             tf.nest.map_structure(lambda v, t: t is None or v.assign(t), held, targets)
             return image, runner
+        # A shape whose whole-image step would not fit the budget gets the exact tiled
+        # step, and an L-BFGS history that fits beside it.
+        plan = memory.plan_scale(shape[1], shape[2], self.config, self.budget)
+        self._evict(plan.peak)
         image = tf.Variable(tf.zeros(shape), trainable=True, name="image")
         held = tf.nest.map_structure(
             lambda t: None if t is None else tf.Variable(t, trainable=False), targets
         )
-        # A shape whose whole-image step would not fit the budget gets the exact tiled
-        # step, and an L-BFGS history that fits beside it.
-        plan = memory.plan_scale(shape[1], shape[2], self.config, self.budget)
         step = self._tiled_step(plan.tile, plan.split) or self._step
         config = dataclasses.replace(self.config, lbfgs_memory=plan.lbfgs_memory)
         if plan.lbfgs_memory < self.config.lbfgs_memory and self.config.optimizer != "adam":
@@ -296,10 +298,31 @@ class Stylizer:
                 self.budget / 1e9,
             )
         runner = OPTIMIZERS[self.config.optimizer](image, lambda x: step(x, held), config)
-        self._runners[key] = (image, runner, held)
-        while len(self._runners) > self.CACHED_SHAPES:
-            self._runners.popitem(last=False)
+        pixels = shape[0] * shape[1] * shape[2]
+        kept = (
+            memory.history_bytes_per_pixel(config) + memory.WHOLE_IMAGE_BYTES_PER_PIXEL
+        ) * pixels
+        self._runners[key] = (image, runner, held, kept)
         return image, runner
+
+    def _evict(self, need: float) -> None:
+        """Drops cached runners, least recently used first, to make room for a new one.
+
+        A cached runner keeps its image, targets and L-BFGS history (24 bytes per pixel
+        per pair): a multi-scale run to 4096 px would otherwise hold every smaller
+        scale's history (gigabytes) beside the last scale's step. So the cache keeps at
+        most CACHED_SHAPES shapes, and only as many as fit the budget beside `need`
+        bytes (the new shape's planned peak).
+        """
+        dropped = False
+        while self._runners and (
+            len(self._runners) >= self.CACHED_SHAPES
+            or sum(entry[3] for entry in self._runners.values()) + need > self.budget
+        ):
+            self._runners.popitem(last=False)
+            dropped = True
+        if dropped:
+            gc.collect()  # the runners' traced functions refer back to their variables
 
     def evaluate(self, image: np.ndarray, targets: Targets) -> dict[str, float]:
         """The named loss terms (and the gradient's norm) of an image [batch, H, W, 3]."""

@@ -1,11 +1,13 @@
 """The Stylizer: one network and one compiled step for many images."""
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 from conftest import LAYERS
 
+from nst_tf import memory
 from nst_tf.config import Config
 from nst_tf.errors import ConfigError
 from nst_tf.images import scaled_shape
@@ -111,3 +113,26 @@ def test_the_eta_weighs_steps_by_their_pixels():
     assert _progress(4, 9.0, work).eta == 0.0
     # Without the pixels, by steps.
     assert _progress(2, 2.0, ()).eta == pytest.approx(2.0)
+
+
+def test_cached_runners_give_way_to_a_scale_that_needs_the_memory(model):
+    """A multi-scale run must not keep every smaller scale's L-BFGS history beside the
+    largest scale's step: the cache keeps only what fits the budget beside a new shape."""
+    config = Config(size=40, min_size=0, steps=1, **LAYERS)
+    photo, style = _photo(48, 64), _photo(20, 20)
+    roomy = Stylizer(config, model)
+    roomy.budget = 1e12
+    roomy.stylize(photo, style)
+    roomy.config = dataclasses.replace(config, size=48)
+    roomy.stylize(photo, style)
+    assert len(roomy._runners) == 2  # both shapes kept: reused by the next photos
+    tight = Stylizer(config, model)
+    tight.stylize(photo, style)
+    (kept,) = [entry[3] for entry in tight._runners.values()]
+    assert kept >= 24 * config.lbfgs_memory * 30 * 40  # its history, at least
+    # Room for the new shape's peak but not for it and the cached runner.
+    need = memory.plan_scale(36, 48, config, 1e12).peak
+    tight.budget = need + kept / 2
+    tight.config = dataclasses.replace(config, size=48)
+    tight.stylize(photo, style)
+    assert len(tight._runners) == 1
