@@ -26,6 +26,8 @@ import subprocess
 import sys
 import time
 
+from docs_section import write_section
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEGIN, END = "<!-- tiling:begin -->", "<!-- tiling:end -->"
 
@@ -193,14 +195,7 @@ def write_report(results: list[dict], args, path: str) -> None:
                     "CPU time per pixel."
                 )
     lines += ["", END]
-    section = "\n".join(lines)
-    text = open(path, encoding="utf-8").read() if os.path.exists(path) else ""
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
+    write_section(path, "\n".join(lines), BEGIN, END)
 
 
 def main() -> None:

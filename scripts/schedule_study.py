@@ -30,6 +30,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 IMAGES = os.path.join(ROOT, "..", "shared", "images")
+
+from docs_section import write_section  # noqa: E402
+
 BEGIN, END = "<!-- schedule:begin -->", "<!-- schedule:end -->"
 
 
@@ -145,13 +148,7 @@ def report(log: str, out: str) -> None:
         )
     lines += ["", END]
     section = "\n".join(lines)
-    text = open(out, encoding="utf-8").read()
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    with open(out, "w", encoding="utf-8") as f:
-        f.write(text)
+    write_section(out, section, BEGIN, END)
     print(section)
 
 
