@@ -288,13 +288,22 @@ class Stylizer:
         )
         step = self._tiled_step(plan.tile, plan.split) or self._step
         config = dataclasses.replace(self.config, lbfgs_memory=plan.lbfgs_memory)
-        if plan.lbfgs_memory < self.config.lbfgs_memory and self.config.optimizer != "adam":
+        trimmed = plan.lbfgs_memory < self.config.lbfgs_memory and self.config.optimizer != "adam"
+        if plan.tile or trimmed:
             logging.info(
-                "%dx%d px: L-BFGS keeps %d pairs instead of %d, to fit the %.1f GB budget",
+                "%dx%d px: %s%s, to fit the %.1f GB budget",
                 shape[2],
                 shape[1],
-                plan.lbfgs_memory,
-                self.config.lbfgs_memory,
+                (
+                    f"{'split step, head ' if plan.split else ''}tiles of {plan.tile} px; "
+                    if plan.tile
+                    else ""
+                ),
+                (
+                    f"L-BFGS keeps {plan.lbfgs_memory} pairs instead of {self.config.lbfgs_memory}"
+                    if trimmed
+                    else f"{plan.lbfgs_memory} L-BFGS pairs"
+                ),
                 self.budget / 1e9,
             )
         runner = OPTIMIZERS[self.config.optimizer](image, lambda x: step(x, held), config)
