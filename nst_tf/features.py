@@ -7,10 +7,11 @@ import contextlib
 import keras
 import tensorflow as tf
 
+from nst_tf import machine
 from nst_tf import weights as weights_lib
 from nst_tf.config import SPLIT_BEFORE, VGG19_CONV_LAYERS
 from nst_tf.errors import ConfigError
-from nst_tf.machine import cpu_flags, cpu_has_bfloat16  # noqa: F401 (also used from here)
+from nst_tf.machine import cpu_flags, cpu_has_bfloat16  # noqa: F401 (re-exported)
 
 # Caffe preprocessing of the original VGG weights: BGR order, ImageNet mean removed.
 IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -25,7 +26,7 @@ def resolve_precision(precision: str) -> str:
         return precision
     if tf.config.list_physical_devices("GPU"):
         return "float32"
-    return "bfloat16" if cpu_has_bfloat16() else "float32"
+    return "bfloat16" if machine.cpu_has_bfloat16() else "float32"
 
 
 def resolve_xla(xla: str, deterministic: bool = False) -> bool:
@@ -40,7 +41,7 @@ def resolve_xla(xla: str, deterministic: bool = False) -> bool:
         return xla == "on"
     if deterministic or tf.config.list_physical_devices("GPU"):
         return False
-    flags = cpu_flags()
+    flags = machine.cpu_flags()
     return bool(flags) and "avx512f" not in flags
 
 

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from nst_tf import features
+from nst_tf import features, machine
 from nst_tf.errors import ConfigError
 from nst_tf.features import IMAGENET_MEAN_BGR, FeatureExtractor
 
@@ -113,7 +113,8 @@ def test_cpu_features_choose_precision_and_xla(tmp_path, monkeypatch, extra, bf1
     flags = features.cpu_flags(str(cpuinfo))
     assert ("avx512f" in flags) == ("avx512f" in extra)
     assert {"avx2", "fma"} <= flags and "flags" not in flags and "bogomips" not in flags
-    monkeypatch.setattr(features, "cpu_flags", lambda: flags)
+    # The one place the flags are read: the memory estimate reads them too.
+    monkeypatch.setattr(machine, "cpu_flags", lambda: flags)
     assert features.cpu_has_bfloat16() is bf16
     assert features.resolve_precision("auto") == ("bfloat16" if bf16 else "float32")
     assert features.resolve_xla("auto") is xla_auto
@@ -124,6 +125,6 @@ def test_cpu_features_choose_precision_and_xla(tmp_path, monkeypatch, extra, bf1
 
 def test_without_cpuinfo_xla_and_bfloat16_stay_off(tmp_path, monkeypatch):
     assert features.cpu_flags(str(tmp_path / "missing")) == set()
-    monkeypatch.setattr(features, "cpu_flags", lambda: set())
+    monkeypatch.setattr(machine, "cpu_flags", lambda: set())
     assert features.resolve_xla("auto") is False
     assert features.resolve_precision("auto") == "float32"
