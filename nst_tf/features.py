@@ -140,17 +140,20 @@ class FeatureExtractor(keras.Model):
         bgr = tf.reverse(tf.cast(images, tf.float32), axis=[-1])
         return bgr - tf.constant(IMAGENET_MEAN_BGR)
 
+    def _vgg_layers(self) -> list:
+        """VGG19's layers that run, in order (its input layer left out)."""
+        return [
+            layer for layer in self.vgg.layers if not isinstance(layer, keras.layers.InputLayer)
+        ]
+
     def _chain(self, start: int, stop: int | None, x) -> tuple[dict, tf.Tensor]:
         """Runs VGG19's layers [start, stop) on x: (requested maps among them, the output).
 
         VGG19 is a chain, so applying its layers in order is what the functional model
         does, op for op.
         """
-        layers = [
-            layer for layer in self.vgg.layers if not isinstance(layer, keras.layers.InputLayer)
-        ]
         features = {}
-        for layer in layers[start:stop]:
+        for layer in self._vgg_layers()[start:stop]:
             x = layer(x, training=False)
             if layer.name in self.layer_names:
                 features[layer.name] = tf.cast(x, tf.float32)
@@ -159,11 +162,7 @@ class FeatureExtractor(keras.Model):
     def split_index(self, first_tail_layer: str = SPLIT_BEFORE) -> int | None:
         """Where head() stops and tail() begins: the index of `first_tail_layer` among
         the layers run, or None when every requested layer comes before it."""
-        names = [
-            layer.name
-            for layer in self.vgg.layers
-            if not isinstance(layer, keras.layers.InputLayer)
-        ]
+        names = [layer.name for layer in self._vgg_layers()]
         return names.index(first_tail_layer) if first_tail_layer in names else None
 
     def head(self, images) -> tuple[dict, tf.Tensor]:

@@ -205,9 +205,9 @@ def estimated_peak_bytes(
     if not tile or tile >= max(height, width):
         return BASE_BYTES + per_pixel * pixels + history
     layers = config.layers if config else ("block5_conv1",)
+    halo, _ = split_halo_and_grid(layers) if split else halo_and_grid(layers)
+    crop = min(height, tile + 2 * halo) * min(width, tile + 2 * halo)
     if split:
-        halo, _ = split_halo_and_grid(layers)
-        crop = min(height, tile + 2 * halo) * min(width, tile + 2 * halo)
         return (
             BASE_BYTES
             + (1 - TAIL_SHARE) * per_pixel * crop
@@ -215,8 +215,6 @@ def estimated_peak_bytes(
             * pixels
             + history
         )
-    halo, _ = halo_and_grid(layers)
-    crop = min(height, tile + 2 * halo) * min(width, tile + 2 * halo)
     return BASE_BYTES + per_pixel * crop + WHOLE_IMAGE_BYTES_PER_PIXEL * pixels + history
 
 
@@ -318,9 +316,7 @@ def plan_scale(height: int, width: int, config: Config, budget: float) -> ScaleP
         if _fit_pairs(height, width, config, 0, budget) == config.lbfgs_memory:
             candidates = [0]
         else:
-            _, grid = halo_and_grid(config.layers)
-            top = grid * math.ceil(max(height, width) / grid) - grid
-            candidates = list(range(top, smallest_tile(config) - 1, -grid)) + [0]
+            candidates = _tile_sides(height, width, config, smallest_tile(config)) + [0]
     # First the largest tile beside the history's share; failing that, the history
     # shrinks beside the smallest candidate.
     cap = _history_cap(height, width, config, budget) if tile is None else config.lbfgs_memory
@@ -337,6 +333,14 @@ def plan_scale(height: int, width: int, config: Config, budget: float) -> ScaleP
     raise ConfigError(_too_big(height, width, config, budget))
 
 
+def _tile_sides(height: int, width: int, config: Config, smallest: int) -> list[int]:
+    """Tile sides on the grid to try, largest first: from one grid cell short of the
+    whole image down to `smallest`."""
+    _, grid = halo_and_grid(config.layers)
+    top = grid * math.ceil(max(height, width) / grid) - grid
+    return list(range(top, smallest - 1, -grid))
+
+
 def _split_plan(
     height: int, width: int, config: Config, budget: float, tile: int | None
 ) -> ScalePlan | None:
@@ -351,9 +355,7 @@ def _split_plan(
     if tile is None:
         if _fit_pairs(height, width, config, 0, budget) == config.lbfgs_memory:
             return None  # it fits untiled
-        _, grid = halo_and_grid(config.layers)
-        top = grid * math.ceil(side / grid) - grid
-        candidates = range(top, MIN_SPLIT_TILE - 1, -grid)
+        candidates = _tile_sides(height, width, config, MIN_SPLIT_TILE)
         pairs = _history_cap(height, width, config, budget)
     else:
         candidates, pairs = [tile], config.lbfgs_memory
@@ -431,14 +433,20 @@ def check_run(height: int, width: int, config: Config, budget: float | None = No
 
 
 def log_plan(height: int, width: int, config: Config, plan: ScalePlan, budget: float) -> None:
-    """Says in one line when the final scale is tiled or its L-BFGS history trimmed."""
-    if plan.tile or plan.lbfgs_memory < config.lbfgs_memory:
+    """Says in one line when a scale is tiled or its L-BFGS history trimmed."""
+    trimmed = plan.lbfgs_memory < config.lbfgs_memory and config.optimizer != "adam"
+    if plan.tile or trimmed:
         logging.info(
-            "%dx%d px: %s, %d L-BFGS pairs; estimated peak %.1f GB of a %.1f GB budget",
+            "%dx%d px: %s, %d L-BFGS pairs%s; estimated peak %.1f GB of a %.1f GB budget",
             width,
             height,
-            (f"{'head ' if plan.split else ''}tiles of {plan.tile} px" if plan.tile else "untiled"),
+            (
+                f"{'split step, head ' if plan.split else ''}tiles of {plan.tile} px"
+                if plan.tile
+                else "untiled"
+            ),
             plan.lbfgs_memory,
+            f" (of {config.lbfgs_memory})" if trimmed else "",
             plan.peak / 1e9,
             budget / 1e9,
         )

@@ -128,6 +128,16 @@ class Progress:
         return self.elapsed / done * left
 
 
+class _Cached(NamedTuple):
+    """A cached runner: its image variable, optimiser, held targets, and the bytes they
+    keep (image-sized state and the L-BFGS history)."""
+
+    image: tf.Variable
+    runner: object
+    held: object
+    bytes: float
+
+
 class MeasuredStyle(NamedTuple):
     """Style images' statistics at every scale of a pyramid, as numpy arrays.
 
@@ -288,30 +298,13 @@ class Stylizer:
         )
         step = self._tiled_step(plan.tile, plan.split) or self._step
         config = dataclasses.replace(self.config, lbfgs_memory=plan.lbfgs_memory)
-        trimmed = plan.lbfgs_memory < self.config.lbfgs_memory and self.config.optimizer != "adam"
-        if plan.tile or trimmed:
-            logging.info(
-                "%dx%d px: %s%s, to fit the %.1f GB budget",
-                shape[2],
-                shape[1],
-                (
-                    f"{'split step, head ' if plan.split else ''}tiles of {plan.tile} px; "
-                    if plan.tile
-                    else ""
-                ),
-                (
-                    f"L-BFGS keeps {plan.lbfgs_memory} pairs instead of {self.config.lbfgs_memory}"
-                    if trimmed
-                    else f"{plan.lbfgs_memory} L-BFGS pairs"
-                ),
-                self.budget / 1e9,
-            )
+        memory.log_plan(shape[1], shape[2], self.config, plan, self.budget)
         runner = OPTIMIZERS[self.config.optimizer](image, lambda x: step(x, held), config)
         pixels = shape[0] * shape[1] * shape[2]
         kept = (
             memory.history_bytes_per_pixel(config) + memory.WHOLE_IMAGE_BYTES_PER_PIXEL
         ) * pixels
-        self._runners[key] = (image, runner, held, kept)
+        self._runners[key] = _Cached(image, runner, held, kept)
         return image, runner
 
     def _evict(self, need: float) -> None:
@@ -326,7 +319,7 @@ class Stylizer:
         dropped = False
         while self._runners and (
             len(self._runners) >= self.CACHED_SHAPES
-            or sum(entry[3] for entry in self._runners.values()) + need > self.budget
+            or sum(cached.bytes for cached in self._runners.values()) + need > self.budget
         ):
             self._runners.popitem(last=False)
             dropped = True

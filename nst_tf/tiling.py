@@ -70,6 +70,12 @@ def _stitch(tiles: Sequence[Tile], pieces: Sequence[tf.Tensor]) -> tf.Tensor:
     return tf.concat(rows, axis=1)
 
 
+def _placed(tile_grad: tf.Tensor, tile: Tile, height: int, width: int) -> tf.Tensor:
+    """A tile crop's pixel gradient, zero-padded to the whole image's place."""
+    y0, y1, x0, x1 = tile.crop
+    return tf.pad(tile_grad, [[0, 0], [y0, height - y1], [x0, width - x1], [0, 0]])
+
+
 def _merge(first: dict, second: dict) -> dict:
     """Two sets of sums (see TiledStep._sums) over different layers, as one."""
     merged = {key: {**first[key], **second[key]} for key in ("style", "content")}
@@ -275,8 +281,7 @@ class TiledStep:
                 output_gradients=d_total,
                 unconnected_gradients=tf.UnconnectedGradients.ZERO,
             )
-            y0, y1, x0, x1 = tile.crop
-            grad += tf.pad(tile_grad, [[0, 0], [y0, height - y1], [x0, width - x1], [0, 0]])
+            grad += _placed(tile_grad, tile, height, width)
         terms["grad_norm"] = tf.norm(grad)
         return objective.pack(terms), grad
 
@@ -330,8 +335,7 @@ class TiledStep:
                 output_gradients=(d_head, _interior(d_boundary, tile, self.head_grid, "image")),
                 unconnected_gradients=tf.UnconnectedGradients.ZERO,
             )
-            y0, y1, x0, x1 = tile.crop
-            grad += tf.pad(tile_grad, [[0, 0], [y0, height - y1], [x0, width - x1], [0, 0]])
+            grad += _placed(tile_grad, tile, height, width)
         terms["grad_norm"] = tf.norm(grad)
         return self.objective.pack(terms), grad
 

@@ -128,7 +128,7 @@ def test_cached_runners_give_way_to_a_scale_that_needs_the_memory(model):
     assert len(roomy._runners) == 2  # both shapes kept: reused by the next photos
     tight = Stylizer(config, model)
     tight.stylize(photo, style)
-    (kept,) = [entry[3] for entry in tight._runners.values()]
+    (kept,) = [cached.bytes for cached in tight._runners.values()]
     assert kept >= 24 * config.lbfgs_memory * 30 * 40  # its history, at least
     # Room for the new shape's peak but not for it and the cached runner.
     need = memory.plan_scale(36, 48, config, 1e12).peak
