@@ -189,13 +189,36 @@ def total_variation_loss(images: tf.Tensor, normalization: str = "mean") -> tf.T
     Returns:
         Shape [batch].
     """
-    images = tf.cast(images, tf.float32)
-    down = tf.reduce_sum(tf.abs(images[:, 1:, :, :] - images[:, :-1, :, :]), axis=[1, 2, 3])
-    right = tf.reduce_sum(tf.abs(images[:, :, 1:, :] - images[:, :, :-1, :]), axis=[1, 2, 3])
-    tv = down + right
+    tv = _total_variation_sum(tf.cast(images, tf.float32))
     if normalization == "course":
         return tv
     return tv / tf.cast(tf.reduce_prod(tf.shape(images)[1:]), tf.float32)
+
+
+@tf.custom_gradient
+def _total_variation_sum(images: tf.Tensor):
+    """The plain anisotropic TV sum per image, with its gradient written out.
+
+    The gradient TensorFlow derives goes through its slices' gradient (StridedSliceGrad),
+    which took 9 % of a whole 1024 px step on the CPU; with s the signs of the differences,
+    d/dx[i] = s[i-1] - s[i] along each axis, which is two pads.
+    """
+    down = images[:, 1:] - images[:, :-1]
+    right = images[:, :, 1:] - images[:, :, :-1]
+    tv = tf.reduce_sum(tf.abs(down), axis=[1, 2, 3]) + tf.reduce_sum(tf.abs(right), axis=[1, 2, 3])
+
+    def grad(upstream):
+        rows, cols = tf.sign(down), tf.sign(right)
+        none = [0, 0]
+        pixels = (
+            tf.pad(rows, [none, [1, 0], none, none])
+            - tf.pad(rows, [none, [0, 1], none, none])
+            + tf.pad(cols, [none, none, [1, 0], none])
+            - tf.pad(cols, [none, none, [0, 1], none])
+        )
+        return pixels * upstream[:, None, None, None]
+
+    return tv, grad
 
 
 def temporal_loss(images: tf.Tensor, warped: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:

@@ -50,11 +50,26 @@ def _interior(tensor: tf.Tensor, tile: Tile, cell: int, frame: str = "crop") -> 
     oy, ox = (tile.crop[0], tile.crop[2]) if frame == "crop" else (0, 0)
     # Interior edges lie on the grid except at the image's far edge, where pooling's
     # floor decides how many positions there are (y1 // cell for the whole image).
-    return tensor[
-        :,
-        (y0 - oy) // cell : (y0 - oy) // cell + y1 // cell - y0 // cell,
-        (x0 - ox) // cell : (x0 - ox) // cell + x1 // cell - x0 // cell,
-    ]
+    top, left = (y0 - oy) // cell, (x0 - ox) // cell
+    return _window(tensor, top, top + y1 // cell - y0 // cell, left, left + x1 // cell - x0 // cell)
+
+
+def _window(tensor: tf.Tensor, y0: int, y1: int, x0: int, x1: int) -> tf.Tensor:
+    """tensor[:, y0:y1, x0:x1] of a map with a static shape, whose gradient is a zero pad.
+
+    TensorFlow's own gradient of a slice (StridedSliceGrad) runs several times slower than
+    a pad on the CPU: it took 40 % of a split step's time with 4 tiles at 1024 px.
+    """
+    height, width = tensor.shape[1], tensor.shape[2]
+
+    @tf.custom_gradient
+    def window(whole):
+        def grad(upstream):
+            return tf.pad(upstream, [[0, 0], [y0, height - y1], [x0, width - x1], [0, 0]])
+
+        return whole[:, y0:y1, x0:x1], grad
+
+    return window(tensor)
 
 
 def _stitch(tiles: Sequence[Tile], pieces: Sequence[tf.Tensor]) -> tf.Tensor:

@@ -98,6 +98,33 @@ def test_total_variation_course_is_the_plain_sum():
     )
 
 
+@pytest.mark.parametrize("normalization", ["mean", "course"])
+def test_total_variation_gradient_matches_hand_computed_signs(normalization):
+    # Integer pixel values make ties (a zero difference, whose |.| has gradient 0) common.
+    x = RNG.integers(0, 3, size=(2, 5, 7, 3)).astype(np.float32)
+    weights = np.array([1.0, 2.5], np.float32)
+    expected = np.zeros_like(x)
+    batch, height, width, channels = x.shape
+    for b, i, j, c in np.ndindex(batch, height, width, channels):
+        g = 0.0
+        if i > 0:
+            g += np.sign(x[b, i, j, c] - x[b, i - 1, j, c])
+        if i < height - 1:
+            g -= np.sign(x[b, i + 1, j, c] - x[b, i, j, c])
+        if j > 0:
+            g += np.sign(x[b, i, j, c] - x[b, i, j - 1, c])
+        if j < width - 1:
+            g -= np.sign(x[b, i, j + 1, c] - x[b, i, j, c])
+        expected[b, i, j, c] = g * weights[b]
+    if normalization == "mean":
+        expected /= height * width * channels
+    image = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(image)
+        value = tf.reduce_sum(losses.total_variation_loss(image, normalization) * weights)
+    np.testing.assert_allclose(tape.gradient(value, image).numpy(), expected, rtol=1e-6)
+
+
 def test_total_variation_of_constant_image_is_zero():
     assert float(losses.total_variation_loss(np.full((1, 4, 4, 3), 7.0, np.float32))[0]) == 0
 
