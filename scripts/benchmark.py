@@ -2,6 +2,7 @@
 
     python scripts/benchmark.py            # full run (about 50 min on 2 AVX-512 cores)
     python scripts/benchmark.py --quick    # smoke run: 1.5 min there, 6 min on AVX2
+    python scripts/benchmark.py --tiling   # the tiled steps at 1024-4096 px (~30 min)
 
 (a) float32 and bfloat16 matmul peak; (b) s/step and achieved GFLOP/s of our compiled
 step (VGG19 conv FLOPs, forward plus input gradient) at 256/512/1024 px; (c) wall time
@@ -375,7 +376,18 @@ def main():
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     parser.add_argument("--memory_probe", type=int)
     parser.add_argument("--precision", default="float32")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--tiling",
+        action="store_true",
+        help="only the tiled steps' section (issue 15): runs scripts/benchmark_tiling.py, "
+        "which takes the options that follow (--sizes, --tile, --steps, --cases, --log)",
+    )
+    args, rest = parser.parse_known_args()
+    if args.tiling:
+        script = os.path.join(ROOT, "scripts", "benchmark_tiling.py")
+        sys.exit(subprocess.call([sys.executable, script, "--out", args.out, *rest]))
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.memory_probe:
         memory_probe(args.memory_probe, args.precision)
         return

@@ -1,6 +1,7 @@
 """Per-step time and peak memory of the tiled and the untiled step; a section of docs/benchmarks.md.
 
-    python scripts/benchmark_tiling.py                  # 1024, 2048 (all three), 4096
+    python scripts/benchmark.py --tiling                # 1024, 2048 (all three), 4096
+    python scripts/benchmark_tiling.py                  # the same
     python scripts/benchmark_tiling.py --sizes 1024     # a quick look
     python scripts/benchmark_tiling.py --cases 2048:0,2048:1024,2048:1024:split
 
@@ -155,7 +156,7 @@ def write_report(results: list[dict], args, path: str) -> None:
         BEGIN,
         "## Tiled steps (issue 15): per-step time and peak memory",
         "",
-        f"`python scripts/benchmark_tiling.py` on {platform.machine()}, {os.cpu_count()} cores "
+        f"`python scripts/benchmark.py --tiling` on {platform.machine()}, {os.cpu_count()} cores "
         f"({isa}), precision {args.precision}, {time.strftime('%Y-%m-%d')}; one fresh process "
         "per row (its peak resident memory, VmHWM, includes TensorFlow and the targets), the "
         f"fastest of {args.steps} steps after a traced one. The machine was shared: free "
@@ -215,7 +216,14 @@ def main() -> None:
         help="also append each result to this JSON-lines file, and " "report every result in it",
     )
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
+    parser.add_argument(
+        "--report", action="store_true", help="only write the section from --log's results"
+    )
     args = parser.parse_args()
+    if args.report:
+        with open(args.log, encoding="utf-8") as f:
+            write_report([json.loads(line) for line in f if line.strip()], args, args.out)
+        return
     if args.probe:
         size, tile, steps, precision, *split = args.probe
         probe(int(size), int(tile), int(steps), precision, split == ["split"])

@@ -50,14 +50,28 @@ def schedule_of(name: str, size: int) -> list[tuple[int, int]]:
     return list(zip(sizes, steps, strict=True))
 
 
-def run(name: str, size: int, content: str, style: str, log: str) -> None:
-    """Stylises once with schedule `name`, appending one JSON line per final-scale step."""
+def checkpoint_image(path: str):
+    """The image held by a run's checkpoint (a file prefix such as run.ckpt/ckpt-393)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    return tf.train.load_checkpoint(path).get_tensor("image/.ATTRIBUTES/VARIABLE_VALUE")[0]
+
+
+def run(
+    name: str, size: int, content: str, style: str, log: str, start: str | None = None, steps=0
+) -> None:
+    """Stylises once with schedule `name`, appending one JSON line per final-scale step.
+
+    With `start` (a checkpoint of a finished scale below `size`), only the final scale
+    runs, for `steps` steps, from that checkpoint's image handed up as a run hands it up:
+    the curve of the final scale alone, without the hour of scales before it.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from nst_tf import images  # pylint: disable=import-outside-toplevel
     from nst_tf.config import Config  # pylint: disable=import-outside-toplevel
     from nst_tf.stylizer import Stylizer  # pylint: disable=import-outside-toplevel
 
-    schedule = schedule_of(name, size)
+    schedule = [(size, steps)] if start else schedule_of(name, size)
     stylizer = Stylizer(Config(size=size))
     rows = []
 
@@ -75,7 +89,11 @@ def run(name: str, size: int, content: str, style: str, log: str) -> None:
 
     start = time.perf_counter()
     result = stylizer.stylize(
-        images.load_image(content), images.load_image(style), callbacks=[record], schedule=schedule
+        images.load_image(content),
+        images.load_image(style),
+        callbacks=[record],
+        schedule=schedule,
+        start=checkpoint_image(start) if start else None,
     )
     seconds = time.perf_counter() - start
     images.save_image(result, os.path.join(os.path.dirname(log), f"schedule_{name}.png"))
@@ -159,13 +177,26 @@ def main() -> None:
     parser.add_argument("--content", default=os.path.join(IMAGES, "boston.jpg"))
     parser.add_argument("--style", default=os.path.join(IMAGES, "starry_night_google.jpg"))
     parser.add_argument("--log", default="/tmp/schedule_study.jsonl")
+    parser.add_argument(
+        "--start_checkpoint",
+        help="run only the final scale, from this checkpoint's image (with --final_steps)",
+    )
+    parser.add_argument("--final_steps", type=int, default=140)
     parser.add_argument("--report", action="store_true", help="write the docs section")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     args = parser.parse_args()
     if args.report:
         report(args.log, args.out)
     elif args.schedule:
-        run(args.schedule, args.size, args.content, args.style, args.log)
+        run(
+            args.schedule,
+            args.size,
+            args.content,
+            args.style,
+            args.log,
+            args.start_checkpoint,
+            args.final_steps,
+        )
     else:
         parser.error("give --schedule or --report")
 

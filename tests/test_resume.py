@@ -137,6 +137,40 @@ def test_sigterm_saves_image_and_checkpoint_and_exits_143(tmp_path):
         assert image.size == (64, 48)
 
 
+def test_ctrl_c_during_a_tiled_scale_finishes_the_step_and_resumes(tmp_path):
+    # Issue 15: Ctrl-C in a tiled step ends that step, saves a whole image and a
+    # checkpoint of it, and --resume goes on from there.
+    out, ckpt = tmp_path / "out.png", tmp_path / "out.ckpt"
+    process = subprocess.Popen(
+        cli(*TILED, f"--output={out}"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_checkpoint(process, ckpt, 25)  # in the last scale, which is tiled
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert "tiles of 96 px" in stderr, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("nst-tf: error: stopped by SIGINT at step ") and "--resume" in last
+    stopped_at = int(re.search(r"at step (\d+)", last).group(1))
+    assert 25 <= stopped_at < 50
+    assert newest_checkpoint_step(ckpt) == stopped_at
+    with Image.open(out) as image:
+        assert image.size == (192, 144)
+    resumed = subprocess.run(
+        cli(*TILED, f"--output={out}", "--resume"), capture_output=True, text=True, timeout=600
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"at step {stopped_at}" in resumed.stderr
+    with Image.open(out) as image:
+        assert image.size == (192, 144)
+
+
 def test_nan_guard_names_the_term_and_keeps_a_finite_image(tmp_path):
     out = tmp_path / "out.png"
     result = subprocess.run(
