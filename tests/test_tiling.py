@@ -18,7 +18,7 @@ from nst_tf.config import Config
 from nst_tf.features import FeatureExtractor
 from nst_tf.memory import halo_and_grid, plan_tiles, receptive_field, split_halo_and_grid
 from nst_tf.stylizer import Stylizer
-from nst_tf.tiling import TiledStep
+from nst_tf.tiling import TiledStep, _window
 
 SHALLOW = dict(
     content_layers=("block2_conv2",),
@@ -160,6 +160,27 @@ def test_the_head_of_the_split_step_is_exact_in_each_tile_and_a_smaller_halo_bre
 
     assert worst(halo) <= 1e-5
     assert worst(halo - grid) > 1e-3
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
+def test_a_window_is_the_slice_and_its_gradient_the_zero_padded_upstream(dtype):
+    # The tiled step's slices carry a pad as their gradient (TensorFlow's own slice
+    # gradient is slow on the CPU); the reference here is numpy's indexing.
+    rng = np.random.default_rng(3)
+    whole = rng.normal(size=(2, 9, 11, 4)).astype(np.float32)
+    upstream = rng.normal(size=(2, 4, 5, 4)).astype(np.float32)
+    tensor = tf.cast(whole, dtype)
+    with tf.GradientTape() as tape:
+        tape.watch(tensor)
+        part = _window(tensor, 3, 7, 2, 7)
+        value = tf.reduce_sum(tf.cast(part, tf.float32) * upstream)
+    expected_grad = np.zeros_like(whole)
+    expected_grad[:, 3:7, 2:7] = upstream
+    np.testing.assert_array_equal(
+        tf.cast(part, tf.float32).numpy(), tf.cast(tensor, tf.float32).numpy()[:, 3:7, 2:7]
+    )
+    grad = tf.cast(tape.gradient(value, tensor), tf.float32).numpy()
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-2 if dtype == tf.bfloat16 else 0)
 
 
 def test_receptive_field_matches_hand_count():
