@@ -58,11 +58,17 @@ def checkpoint_image(path: str):
 
 
 def run(
-    name: str, size: int, content: str, style: str, log: str, start: str | None = None, steps=0
+    name: str,
+    size: int,
+    content: str,
+    style: str,
+    log: str,
+    start_checkpoint: str | None = None,
+    steps: int = 0,
 ) -> None:
     """Stylises once with schedule `name`, appending one JSON line per final-scale step.
 
-    With `start` (a checkpoint of a finished scale below `size`), only the final scale
+    With `start_checkpoint` (a checkpoint of a finished scale below `size`), only the final scale
     runs, for `steps` steps, from that checkpoint's image handed up as a run hands it up:
     the curve of the final scale alone, without the hour of scales before it.
     """
@@ -71,7 +77,7 @@ def run(
     from nst_tf.config import Config  # pylint: disable=import-outside-toplevel
     from nst_tf.stylizer import Stylizer  # pylint: disable=import-outside-toplevel
 
-    schedule = [(size, steps)] if start else schedule_of(name, size)
+    schedule = [(size, steps)] if start_checkpoint else schedule_of(name, size)
     stylizer = Stylizer(Config(size=size))
     rows = []
 
@@ -93,7 +99,7 @@ def run(
         images.load_image(style),
         callbacks=[record],
         schedule=schedule,
-        start=checkpoint_image(start) if start else None,
+        start=checkpoint_image(start_checkpoint) if start_checkpoint else None,
     )
     seconds = time.perf_counter() - start
     images.save_image(result, os.path.join(os.path.dirname(log), f"schedule_{name}.png"))
