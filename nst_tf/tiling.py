@@ -65,11 +65,17 @@ def _window(tensor: tf.Tensor, y0: int, y1: int, x0: int, x1: int) -> tf.Tensor:
     @tf.custom_gradient
     def window(whole):
         def grad(upstream):
-            return tf.pad(upstream, [[0, 0], [y0, height - y1], [x0, width - x1], [0, 0]])
+            return _zero_padded(upstream, y0, x0, height, width)
 
         return whole[:, y0:y1, x0:x1], grad
 
     return window(tensor)
+
+
+def _zero_padded(part: tf.Tensor, y0: int, x0: int, height: int, width: int) -> tf.Tensor:
+    """A [batch, h, w, C] map placed at (y0, x0) in a height x width map of zeros."""
+    y1, x1 = y0 + part.shape[1], x0 + part.shape[2]
+    return tf.pad(part, [[0, 0], [y0, height - y1], [x0, width - x1], [0, 0]])
 
 
 def _stitch(tiles: Sequence[Tile], pieces: Sequence[tf.Tensor]) -> tf.Tensor:
@@ -87,8 +93,7 @@ def _stitch(tiles: Sequence[Tile], pieces: Sequence[tf.Tensor]) -> tf.Tensor:
 
 def _placed(tile_grad: tf.Tensor, tile: Tile, height: int, width: int) -> tf.Tensor:
     """A tile crop's pixel gradient, zero-padded to the whole image's place."""
-    y0, y1, x0, x1 = tile.crop
-    return tf.pad(tile_grad, [[0, 0], [y0, height - y1], [x0, width - x1], [0, 0]])
+    return _zero_padded(tile_grad, tile.crop[0], tile.crop[2], height, width)
 
 
 def _merge(first: dict, second: dict) -> dict:

@@ -200,6 +200,12 @@ def write_report(results: list[dict], args, path: str) -> None:
     write_section(path, "\n".join(lines), BEGIN, END)
 
 
+def _read_log(path: str) -> list[dict]:
+    """The results in a --log file (JSON lines)."""
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--probe", nargs="+", help=argparse.SUPPRESS)
@@ -221,8 +227,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.report:
-        with open(args.log, encoding="utf-8") as f:
-            write_report([json.loads(line) for line in f if line.strip()], args, args.out)
+        write_report(_read_log(args.log), args, args.out)
         return
     if args.probe:
         size, tile, steps, precision, *split = args.probe
@@ -248,8 +253,7 @@ def main() -> None:
             with open(args.log, "a", encoding="utf-8") as f:
                 f.write(json.dumps(results[-1]) + "\n")
     if args.log:
-        with open(args.log, encoding="utf-8") as f:
-            results = [json.loads(line) for line in f if line.strip()]
+        results = _read_log(args.log)
     write_report(results, args, args.out)
 
 
