@@ -345,8 +345,11 @@ class Config:
         return {name: 1.0 / len(self.content_layers) for name in self.content_layers}
 
     def style_paths(self) -> list[str]:
-        """The --style entries (see split_paths); folders are expanded by the loader."""
-        return split_paths(self.style or "")
+        """The --style entries (see split_paths); folders are expanded by the loader.
+
+        A path object from Python (pathlib.Path) is one entry's path, as for --content.
+        """
+        return split_paths(os.fspath(self.style) if self.style is not None else "")
 
     def blend_weights(self, count: int) -> list[float]:
         """Normalised blend weights for `count` style images (equal by default)."""

@@ -228,10 +228,18 @@ def test_good_configs_validate(config):
         ("steps", np.int32(3)),
         ("style_weight", np.float32(0.5)),
         ("content", pathlib.Path("inputs/photo.jpg")),
+        ("style", pathlib.Path("inputs/painting.jpg")),
+        ("style", pathlib.Path("")),
     ],
 )
 def test_numpy_numbers_and_paths_from_notebooks_are_accepted(name, value):
     assert validate(Config(**{name: value})).__dict__[name] == value
+
+
+def test_a_style_path_object_is_one_entry():
+    assert Config(style=pathlib.Path("inputs/painting.jpg")).style_paths() == [
+        os.path.join("inputs", "painting.jpg")
+    ]
 
 
 def test_the_default_config_validates():
