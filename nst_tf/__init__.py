@@ -9,15 +9,15 @@ Use from Python::
     image = stylizer.stylize(photo, painting)       # numpy [H, W, 3] float32 in 0..255
 """
 
-from nst_tf.config import Config, validate
 from nst_tf.errors import ConfigError, ImageError, NstError, OutputError, WeightsError
+from nst_tf.settings.config import Config, validate
 
 __version__ = "0.2.0"
 
 
 def stylize(config: Config):
-    """Runs a stylisation; see nst_tf.run.stylize (imported lazily: TensorFlow is slow to load)."""
-    from nst_tf.run import stylize as _stylize  # pylint: disable=import-outside-toplevel
+    """Runs a stylisation; see nst_tf.commands.run.stylize (imported lazily: TensorFlow is slow)."""
+    from nst_tf.commands.run import stylize as _stylize  # pylint: disable=import-outside-toplevel
 
     return _stylize(config)
 
@@ -26,7 +26,7 @@ def __getattr__(name: str):
     # Stylizer and stylize_arrays need TensorFlow: imported on first use, so that
     # `import nst_tf` (and the command lines' checks of the settings) stay fast.
     if name in ("Stylizer", "stylize_arrays"):
-        from nst_tf import stylizer  # pylint: disable=import-outside-toplevel
+        from nst_tf.engine import stylizer  # pylint: disable=import-outside-toplevel
 
         return getattr(stylizer, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

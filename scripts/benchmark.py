@@ -28,10 +28,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from nst_tf import features, images  # noqa: E402
-from nst_tf.config import Config  # noqa: E402
-from nst_tf.features import FeatureExtractor  # noqa: E402
-from nst_tf.stylizer import Stylizer, resize_images, scale_sizes, stylize_arrays  # noqa: E402
+from nst_tf.engine.stylizer import (
+    Stylizer,
+    resize_images,
+    scale_sizes,
+    stylize_arrays,
+)  # noqa: E402
+from nst_tf.io import images  # noqa: E402
+from nst_tf.model import features  # noqa: E402
+from nst_tf.model.features import FeatureExtractor  # noqa: E402
+from nst_tf.settings.config import Config  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -257,7 +263,7 @@ def lbfgs_overhead(height: int, width: int, memory: int, iterations: int) -> dic
     """
     import scipy.optimize
 
-    from nst_tf.lbfgs import BoxLbfgs
+    from nst_tf.core.lbfgs import BoxLbfgs
 
     rng = np.random.default_rng(0)
     shape = (1, height, width, 3)

@@ -56,9 +56,9 @@ def make_photos(images: str, directory: str) -> list[str]:
 def loop(inputs: str, output_dir: str, style: str, steps: int) -> None:
     """The plain loop, run in its own process: one Stylizer, every photo in turn."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from nst_tf import images
-    from nst_tf.config import Config
-    from nst_tf.stylizer import Stylizer
+    from nst_tf.engine.stylizer import Stylizer
+    from nst_tf.io import images
+    from nst_tf.settings.config import Config
 
     config = Config(size=256, min_size=0, steps=steps)
     stylizer = Stylizer(config)
@@ -110,7 +110,7 @@ def main() -> None:
     os.makedirs(inputs)
     make_photos(args.images, inputs)
     env_python = [sys.executable]
-    batch = env_python + ["-m", "nst_tf.batch", f"--inputs={inputs}", f"--style={style}"]
+    batch = env_python + ["-m", "nst_tf.commands.batch", f"--inputs={inputs}", f"--style={style}"]
     runs = {
         "plain Stylizer loop (one process, all cores)": env_python
         + [__file__, "--loop", inputs, os.path.join(work, "loop"), f"--steps={args.steps}"],
@@ -122,7 +122,7 @@ def main() -> None:
     os.makedirs(os.path.join(work, "loop"))
     results = {}
     for name, command in runs.items():
-        if "nst_tf.batch" in command:
+        if "nst_tf.commands.batch" in command:
             command = command + settings(args.steps)
         load = os.getloadavg()[0]
         seconds, output = timed(command)

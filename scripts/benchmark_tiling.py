@@ -39,9 +39,9 @@ def probe(size: int, tile: int, steps: int, precision: str, split: bool = False)
     import numpy as np  # pylint: disable=import-outside-toplevel
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-    from nst_tf.config import Config  # pylint: disable=import-outside-toplevel
-    from nst_tf.stylizer import Stylizer  # pylint: disable=import-outside-toplevel
-    from nst_tf.tiling import TiledStep  # pylint: disable=import-outside-toplevel
+    from nst_tf.core.tiling import TiledStep  # pylint: disable=import-outside-toplevel
+    from nst_tf.engine.stylizer import Stylizer  # pylint: disable=import-outside-toplevel
+    from nst_tf.settings.config import Config  # pylint: disable=import-outside-toplevel
 
     rng = np.random.default_rng(0)
     content = rng.uniform(0, 255, (size, size, 3)).astype(np.float32)
@@ -144,7 +144,7 @@ def measure(
 
 
 def write_report(results: list[dict], args, path: str) -> None:
-    from nst_tf.features import cpu_flags  # pylint: disable=import-outside-toplevel
+    from nst_tf.model.features import cpu_flags  # pylint: disable=import-outside-toplevel
 
     flags = cpu_flags()
     isa = (

@@ -16,10 +16,10 @@ import time
 import numpy as np
 from PIL import Image, ImageDraw
 
-from nst_tf import images
-from nst_tf.config import Config, validate
-from nst_tf.inputs import load_masks
-from nst_tf.stylizer import stylize_arrays
+from nst_tf.engine.stylizer import stylize_arrays
+from nst_tf.io import images
+from nst_tf.io.inputs import load_masks
+from nst_tf.settings.config import Config, validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "docs", "gallery")

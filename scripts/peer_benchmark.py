@@ -106,9 +106,11 @@ class Scorer:
         # TensorFlow loads only when scoring is needed (not for --help).
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-        from nst_tf.config import Config  # pylint: disable=import-outside-toplevel
-        from nst_tf.features import FeatureExtractor  # pylint: disable=import-outside-toplevel
-        from nst_tf.objective import Objective, Targets  # pylint: disable=C0415
+        from nst_tf.core.objective import Objective, Targets  # pylint: disable=C0415
+        from nst_tf.model.features import (
+            FeatureExtractor,
+        )  # pylint: disable=import-outside-toplevel
+        from nst_tf.settings.config import Config  # pylint: disable=import-outside-toplevel
 
         self.tf = tf
         config = Config(**objective_settings())
@@ -248,7 +250,7 @@ def run_nst(name: str, flags: list[str], inputs: dict, workdir: str, scorer: Sco
 
 def cpu_line() -> str:
     """The CPU's model and the flags that decide the convolutions' speed."""
-    from nst_tf.features import cpu_flags  # pylint: disable=import-outside-toplevel
+    from nst_tf.model.features import cpu_flags  # pylint: disable=import-outside-toplevel
 
     flags = cpu_flags()
     model = "unknown CPU"

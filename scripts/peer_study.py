@@ -82,8 +82,8 @@ def main() -> None:
     parser.add_argument("--workdir", default=os.path.join(ROOT, "build", "peer_benchmark"))
     args = parser.parse_args()
 
-    from nst_tf.config import Config  # pylint: disable=import-outside-toplevel
-    from nst_tf.stylizer import Stylizer  # pylint: disable=import-outside-toplevel
+    from nst_tf.engine.stylizer import Stylizer  # pylint: disable=import-outside-toplevel
+    from nst_tf.settings.config import Config  # pylint: disable=import-outside-toplevel
 
     paths = [os.path.join(args.workdir, name) for name in ("content.png", "style.png")]
     content, style = (np.asarray(Image.open(p).convert("RGB"), np.float32) for p in paths)

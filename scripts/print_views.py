@@ -6,7 +6,7 @@
 Writes docs/images/NAME_view.jpg (the whole image, --view px wide) and NAME_crop.jpg: a
 --crop px square of the result at full resolution around the tile corner nearest the
 image's centre, twice side by side, plain and with the tile interiors' edges dashed in red.
-The tiles are the ones nst_tf.memory.plan_tiles lays out for the result's size with the
+The tiles are the ones nst_tf.engine.memory.plan_tiles lays out for the result's size with the
 given tile side, halo and grid (the run's log names its tile side).
 """
 
@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from nst_tf.memory import plan_tiles  # noqa: E402
+from nst_tf.engine.memory import plan_tiles  # noqa: E402
 
 
 def dashed(draw: ImageDraw.ImageDraw, start, end, dash: int = 8) -> None:

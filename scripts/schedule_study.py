@@ -38,8 +38,11 @@ BEGIN, END = "<!-- schedule:begin -->", "<!-- schedule:end -->"
 
 def schedule_of(name: str, size: int) -> list[tuple[int, int]]:
     """(size, steps) per scale of a named schedule at the default settings."""
-    from nst_tf.config import LARGE_SCALE, Config  # pylint: disable=import-outside-toplevel
-    from nst_tf.stylizer import scale_sizes, scale_steps  # pylint: disable=C0415
+    from nst_tf.engine.stylizer import scale_sizes, scale_steps  # pylint: disable=C0415
+    from nst_tf.settings.config import (
+        LARGE_SCALE,
+        Config,
+    )  # pylint: disable=import-outside-toplevel
 
     config = Config(size=size, schedule="fixed" if name == "fixed" else "auto")
     sizes, steps = scale_sizes(config.min_size, size), scale_steps(config)
@@ -73,9 +76,9 @@ def run(
     the curve of the final scale alone, without the hour of scales before it.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from nst_tf import images  # pylint: disable=import-outside-toplevel
-    from nst_tf.config import Config  # pylint: disable=import-outside-toplevel
-    from nst_tf.stylizer import Stylizer  # pylint: disable=import-outside-toplevel
+    from nst_tf.engine.stylizer import Stylizer  # pylint: disable=import-outside-toplevel
+    from nst_tf.io import images  # pylint: disable=import-outside-toplevel
+    from nst_tf.settings.config import Config  # pylint: disable=import-outside-toplevel
 
     schedule = [(size, steps)] if start_checkpoint else schedule_of(name, size)
     stylizer = Stylizer(Config(size=size))

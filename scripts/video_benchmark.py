@@ -4,7 +4,7 @@
 
 Makes a clip by panning and zooming over one photo (so the true motion is smooth and
 known), stylises it with several settings, and reports for each: the flicker measure
-(nst_tf.video.flicker: mean absolute difference between each output frame and the
+(nst_tf.commands.video.flicker: mean absolute difference between each output frame and the
 previous one warped along the input's flow, over the pixels the consistency check
 keeps), each frame's style loss against the independent frames', and the time of the
 first frame against the later ones. A strip of frames goes to docs/images/.
@@ -28,9 +28,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from nst_tf import images, video  # noqa: E402
-from nst_tf.config import Config  # noqa: E402
-from nst_tf.features import cpu_flags  # noqa: E402
+from nst_tf.commands import video  # noqa: E402
+from nst_tf.io import images  # noqa: E402
+from nst_tf.model.features import cpu_flags  # noqa: E402
+from nst_tf.settings.config import Config  # noqa: E402
 
 
 def make_clip(photo: str, folder: str, frames: int, width: int, height: int) -> None:

@@ -16,7 +16,7 @@ def model():
     are not the point of the tests that use it."""
     import keras
 
-    from nst_tf.features import FeatureExtractor
+    from nst_tf.model.features import FeatureExtractor
 
     keras.utils.set_random_seed(0)
     return FeatureExtractor(["block1_conv1", "block2_conv1"], vgg_weights=None)

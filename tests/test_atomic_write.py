@@ -1,7 +1,7 @@
 """Issue 4, item 4: an image being written is never seen half-written, even under SIGKILL.
 
 A child process saves different 1000x1000 PNGs to one path in a loop with
-nst_tf.images.save_image; the test kills it with SIGKILL at random moments, many times, and
+nst_tf.io.images.save_image; the test kills it with SIGKILL at random moments, many times, and
 after each kill the file must be absent (nothing written yet) or one whole image the child
 wrote, never an older one than the last write the child reported complete. Temporary
 .nst_tf-*.part files may remain after a SIGKILL (nothing can clean up then); they are counted,
@@ -41,7 +41,7 @@ import os
 import sys
 import time
 import numpy as np
-from nst_tf.images import save_image
+from nst_tf.io.images import save_image
 {MAKE_IMAGE}
 path, seed = sys.argv[1], int(sys.argv[2])
 start = time.perf_counter()

@@ -22,8 +22,8 @@ from clis import run_cli, run_export
 from PIL import Image
 from pngs import bilevel_png
 
-from nst_tf import weights
-from nst_tf.config import VGG19_CONV_LAYERS, default_checkpoint_dir
+from nst_tf.model import weights
+from nst_tf.settings.config import VGG19_CONV_LAYERS, default_checkpoint_dir
 
 PRECIOUS = b"precious: an earlier result the user wants to keep"
 

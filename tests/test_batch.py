@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nst_tf import jobs
-from nst_tf.config import Config
+from nst_tf.commands import jobs
+from nst_tf.settings.config import Config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A network cut at block2 and Adam (L-BFGS compiles more per shape) keep each run short;
@@ -126,8 +126,8 @@ def test_the_queue_gives_a_worker_the_shapes_it_has_compiled():
 def test_measured_style_gives_the_same_result_as_the_style_images():
     import pickle
 
-    from nst_tf.features import FeatureExtractor
-    from nst_tf.stylizer import Stylizer
+    from nst_tf.engine.stylizer import Stylizer
+    from nst_tf.model.features import FeatureExtractor
 
     config = Config(
         size=48,
@@ -168,7 +168,7 @@ def test_a_photo_too_large_for_the_memory_given_fails_and_is_retried_later(tmp_p
 
 
 def test_the_default_pool_gives_each_worker_two_cpus_and_fills_the_machine():
-    from nst_tf.raypool import pool_size
+    from nst_tf.commands.raypool import pool_size
 
     class Cluster:
         def __init__(self, cpus, memory=64e9):
@@ -312,7 +312,7 @@ def _command(inputs, output_dir, *flags):
     return [
         sys.executable,
         "-m",
-        "nst_tf.batch",
+        "nst_tf.commands.batch",
         f"--inputs={inputs}",
         f"--output_dir={output_dir}",
         *SETTINGS,
@@ -456,7 +456,7 @@ def test_a_rerun_stylises_nothing(first_run):
 
 
 def test_the_sidecar_key_is_the_documented_hash_and_other_settings_redo(first_run):
-    from nst_tf.weights import find_weights
+    from nst_tf.model.weights import find_weights
 
     # The run's settings as a Config (flags take their defaults from it; --steps given on
     # the command line fixes the schedule).
@@ -596,7 +596,13 @@ def _refused(tmp_path, *flags, inputs=None, output_dir=None, code=1):
     output_dir = output_dir or tmp_path / "out"
     before = sorted(str(p) for p in tmp_path.rglob("*"))
     result = subprocess.run(
-        [sys.executable, "-m", "nst_tf.batch", f"--inputs={inputs}", f"--output_dir={output_dir}"]
+        [
+            sys.executable,
+            "-m",
+            "nst_tf.commands.batch",
+            f"--inputs={inputs}",
+            f"--output_dir={output_dir}",
+        ]
         + list(flags),
         capture_output=True,
         text=True,
@@ -637,7 +643,7 @@ def test_without_ray_one_line_says_how_to_install_it(tmp_path):
         "            raise ImportError(f'No module named {name!r}')\n"
         "sys.meta_path.insert(0, Block())\n"
         "sys.argv[0] = 'nst-tf-batch'\n"
-        "from nst_tf.batch import main\n"
+        "from nst_tf.commands.batch import main\n"
         "main()\n"
     )
     result = subprocess.run(

@@ -92,7 +92,7 @@ def test_flagfile_is_read(files):
 
 def test_export_requires_a_directory():
     result = subprocess.run(
-        [sys.executable, "-c", "from nst_tf.cli import export_main; export_main()"],
+        [sys.executable, "-c", "from nst_tf.commands.cli import export_main; export_main()"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -134,7 +134,7 @@ def test_each_command_lists_only_its_own_flags():
     """nst-tf's flags come from the Config settings; the export's own are not among them."""
     import dataclasses
 
-    from nst_tf.config import Config
+    from nst_tf.settings.config import Config
 
     stylize_help = run_cli("--helpfull").stdout
     export_help = run_export("--helpfull").stdout
@@ -154,7 +154,7 @@ def test_flag_defaults_are_the_config_defaults(files):
     """One description per setting: a run with no flags uses Config's defaults."""
     import dataclasses
 
-    from nst_tf.config import Config
+    from nst_tf.settings.config import Config
 
     result = run_cli("--helpfull")
     for field in dataclasses.fields(Config):

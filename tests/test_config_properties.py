@@ -1,4 +1,4 @@
-"""Issue 4, item 6: property-based tests of nst_tf.config.validate.
+"""Issue 4, item 6: property-based tests of nst_tf.settings.config.validate.
 
 Any Config, whatever its values (wrong types, NaN, infinities, negative numbers, random layer
 names and lists, paths with NUL bytes or lone surrogates), either validates or raises
@@ -19,7 +19,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from nst_tf.config import (
+from nst_tf.errors import ConfigError
+from nst_tf.settings.config import (
     INIT_KEYWORDS,
     NORMALIZATIONS,
     OPTIMIZERS,
@@ -29,7 +30,6 @@ from nst_tf.config import (
     Config,
     validate,
 )
-from nst_tf.errors import ConfigError
 
 FIELDS = {field.name: field for field in dataclasses.fields(Config)}
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

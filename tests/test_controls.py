@@ -9,13 +9,13 @@ import tensorflow as tf
 from conftest import LAYERS
 from PIL import Image
 
-from nst_tf import color
-from nst_tf.config import Config, validate
+from nst_tf.core import color
+from nst_tf.core.losses import gram_loss, gram_matrix
+from nst_tf.engine.stylizer import Stylizer, stylize_arrays
 from nst_tf.errors import ConfigError
-from nst_tf.features import FeatureExtractor
-from nst_tf.inputs import expand_styles
-from nst_tf.losses import gram_loss, gram_matrix
-from nst_tf.stylizer import Stylizer, stylize_arrays
+from nst_tf.io.inputs import expand_styles
+from nst_tf.model.features import FeatureExtractor
+from nst_tf.settings.config import Config, validate
 
 RNG = np.random.default_rng(11)
 
@@ -134,7 +134,7 @@ def test_content_layer_weights_weigh_each_layer(model):
     content, image = _image()[None], _image()[None]
     targets = stylizer.targets(stylizer.prepare(content, content[0]), 32)
     terms = stylizer.evaluate(image, targets)
-    from nst_tf.losses import content_loss
+    from nst_tf.core.losses import content_loss
 
     expected = 2.0 * content_loss(
         model(content)["block1_conv1"], model(image)["block1_conv1"]
@@ -178,7 +178,7 @@ def _w2_reference(style_features, generated_features):
 
 
 def test_wasserstein_loss_matches_scipy():
-    from nst_tf import losses
+    from nst_tf.core import losses
 
     style = RNG.normal(size=(1, 9, 9, 6)).astype(np.float32) * 2 + 1
     generated = RNG.normal(size=(1, 7, 8, 6)).astype(np.float32)

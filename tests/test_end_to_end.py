@@ -190,9 +190,9 @@ def test_real_tensorboard_server_serves_the_run(finished_run):
 def test_export_reloads_in_a_fresh_process(tmp_path):
     import tensorflow as tf
 
-    from nst_tf.export import export_features
-    from nst_tf.features import FeatureExtractor
-    from nst_tf.losses import gram_matrix
+    from nst_tf.core.losses import gram_matrix
+    from nst_tf.io.export import export_features
+    from nst_tf.model.features import FeatureExtractor
 
     layers = ["block1_conv1", "block3_conv1"]
     export_dir = tmp_path / "features"
@@ -260,7 +260,7 @@ def test_export_reloads_in_a_fresh_process(tmp_path):
         [
             sys.executable,
             "-c",
-            "from nst_tf.cli import export_main; export_main()",
+            "from nst_tf.commands.cli import export_main; export_main()",
             f"--describe={export_dir}",
         ],
         capture_output=True,
@@ -297,7 +297,7 @@ def test_export_reloads_in_a_fresh_process(tmp_path):
 
 def test_export_refuses_an_existing_directory(tmp_path):
     from nst_tf.errors import OutputError
-    from nst_tf.export import export_features
+    from nst_tf.io.export import export_features
 
     (tmp_path / "keep.txt").write_text("mine")
     with pytest.raises(OutputError, match="not empty"):

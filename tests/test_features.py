@@ -4,9 +4,10 @@ import keras
 import numpy as np
 import pytest
 
-from nst_tf import features, machine
+from nst_tf import machine
 from nst_tf.errors import ConfigError
-from nst_tf.features import IMAGENET_MEAN_BGR, FeatureExtractor
+from nst_tf.model import features
+from nst_tf.model.features import IMAGENET_MEAN_BGR, FeatureExtractor
 
 RNG = np.random.default_rng(1)
 

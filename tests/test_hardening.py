@@ -19,11 +19,12 @@ from clis import run_cli, run_export
 from PIL import Image
 from pngs import bilevel_png
 
-from nst_tf import checkpoint_files, paths
-from nst_tf.config import Config, layer_channels, split_paths
+from nst_tf.commands.run import SignalGuard
+from nst_tf.engine import checkpoint_files
+from nst_tf.engine.memory import BASE_BYTES, STYLE_BYTES_PER_PIXEL, check_memory
 from nst_tf.errors import ConfigError, OutputError
-from nst_tf.memory import BASE_BYTES, STYLE_BYTES_PER_PIXEL, check_memory
-from nst_tf.run import SignalGuard
+from nst_tf.io import paths
+from nst_tf.settings.config import Config, layer_channels, split_paths
 
 TINY = [
     "--size=32",
@@ -253,7 +254,7 @@ def test_huge_png_for_a_small_run_is_decoded_cheaply(tmp_path):
     # VmHWM is this process's own peak; getrusage's ru_maxrss would carry the parent
     # pytest's peak across fork and exec.
     probe = textwrap.dedent(f"""
-        from nst_tf import images
+        from nst_tf.io import images
         image = images.load_image({str(tmp_path / "big.png")!r}, limit=128)
         assert image.shape == (128, 128, 3), image.shape
         status = open("/proc/self/status").read().split("VmHWM:")[1]
@@ -267,7 +268,7 @@ def test_huge_png_for_a_small_run_is_decoded_cheaply(tmp_path):
 
 
 def test_large_jpeg_is_drafted_at_a_fraction(tmp_path):
-    from nst_tf import images
+    from nst_tf.io import images
 
     Image.new("RGB", (4000, 3000), (10, 120, 200)).save(tmp_path / "big.jpg", quality=90)
     loaded = images.load_image(str(tmp_path / "big.jpg"), limit=500)
@@ -292,7 +293,7 @@ def test_export_honours_the_umask_and_describes_from_json(tmp_path):
     script = textwrap.dedent(f"""
         import os
         os.umask(0o022)
-        from nst_tf.export import export_features
+        from nst_tf.io.export import export_features
         export_features({str(tmp_path / "features")!r}, ["block1_conv1"], None)
         """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
@@ -311,7 +312,7 @@ def test_describe_reads_json_and_never_loads_the_model(tmp_path):
     # Not a loadable SavedModel at all: loading it would fail, describing must not try.
     (export / "saved_model.pb").write_bytes(b"\x08\x01 crafted graph that would run on load")
     (export / "nst_tf.json").write_text(json.dumps({"layers": ["block1_conv1"]}))
-    from nst_tf.export import read_metadata
+    from nst_tf.io.export import read_metadata
 
     assert read_metadata(str(export)) == {"layers": ["block1_conv1"]}
     (export / "nst_tf.json").unlink()
@@ -335,7 +336,7 @@ def test_names_with_commas_survive_blending_and_folders(tmp_path):
     folder.mkdir()
     Image.new("RGB", (8, 8)).save(folder / "Wave, 1831.png")
     Image.new("RGB", (8, 8)).save(folder / "z.png")
-    from nst_tf.inputs import expand_styles
+    from nst_tf.io.inputs import expand_styles
 
     expanded = expand_styles(Config(style=f"{folder},{named}"))
     assert expanded.style_paths() == [

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from PIL import Image
 from pngs import bilevel_png
 
-from nst_tf import images
 from nst_tf.errors import ImageError, OutputError
+from nst_tf.io import images
 
 RNG = np.random.default_rng(0)
 

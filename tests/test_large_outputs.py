@@ -16,10 +16,11 @@ from absl import logging
 from PIL import Image, ImageCms
 from test_bad_inputs import PRECIOUS, cli_args, refuse, run_cli
 
-from nst_tf import images, memory
-from nst_tf.config import Config
+from nst_tf.engine import memory
+from nst_tf.engine.stylizer import scale_steps
 from nst_tf.errors import ConfigError
-from nst_tf.stylizer import scale_steps
+from nst_tf.io import images
+from nst_tf.settings.config import Config
 
 GB = 1e9
 d = test_bad_inputs.d  # the fixture: a folder with good inputs and an output worth keeping

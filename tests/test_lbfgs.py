@@ -5,7 +5,7 @@ import pytest
 import scipy.optimize
 import tensorflow as tf
 
-from nst_tf.lbfgs import BoxLbfgs
+from nst_tf.core.lbfgs import BoxLbfgs
 
 RNG = np.random.default_rng(5)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from nst_tf import losses
+from nst_tf.core import losses
 
 RNG = np.random.default_rng(0)
 

@@ -6,11 +6,11 @@ import pytest
 import tensorflow as tf
 from conftest import LAYERS
 
-from nst_tf import losses
-from nst_tf.config import Config
+from nst_tf.core import losses
+from nst_tf.core.objective import Targets
+from nst_tf.engine.stylizer import Stylizer, scale_sizes, stylize_arrays
 from nst_tf.errors import ConfigError
-from nst_tf.objective import Targets
-from nst_tf.stylizer import Stylizer, scale_sizes, stylize_arrays
+from nst_tf.settings.config import Config
 
 RNG = np.random.default_rng(2)
 

@@ -18,7 +18,7 @@ import sys
 import numpy as np
 import pytest
 
-from nst_tf.features import cpu_flags
+from nst_tf.model.features import cpu_flags
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 sys.path.insert(0, DATA)

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from conftest import LAYERS
 
-from nst_tf import memory
-from nst_tf.config import Config
+from nst_tf.engine import memory
+from nst_tf.engine.stylizer import Progress, Stylizer, scale_steps
 from nst_tf.errors import ConfigError
-from nst_tf.images import scaled_shape
-from nst_tf.stylizer import Progress, Stylizer, scale_steps
+from nst_tf.io.images import scaled_shape
+from nst_tf.settings.config import Config
 
 RNG = np.random.default_rng(21)
 

@@ -4,9 +4,9 @@ import keras
 import numpy as np
 import pytest
 
-from nst_tf.config import Config
 from nst_tf.errors import ConfigError
-from nst_tf.targets import StyleTargets, check_compatible, load_style_targets
+from nst_tf.io.targets import StyleTargets, check_compatible, load_style_targets
+from nst_tf.settings.config import Config
 
 RNG = np.random.default_rng(5)
 LAYERS = ("block1_conv1", "block2_conv1")
@@ -63,9 +63,9 @@ def test_incompatible_targets_are_refused():
 
 def test_a_run_from_targets_matches_style_statistics():
     """Gram targets from an image drive the same optimisation as the image itself."""
-    from nst_tf.features import FeatureExtractor
-    from nst_tf.losses import gram_matrix
-    from nst_tf.stylizer import stylize_arrays
+    from nst_tf.core.losses import gram_matrix
+    from nst_tf.engine.stylizer import stylize_arrays
+    from nst_tf.model.features import FeatureExtractor
 
     keras.utils.set_random_seed(0)
     model = FeatureExtractor(list(LAYERS), vgg_weights=None)

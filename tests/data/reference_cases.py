@@ -3,8 +3,8 @@
 import numpy as np
 from PIL import Image
 
-from nst_tf.config import Config
-from nst_tf.images import sample_path
+from nst_tf.io.images import sample_path
+from nst_tf.settings.config import Config
 
 _COMMON = dict(
     size=64,

@@ -24,9 +24,9 @@ def main(out: str) -> None:
     import tensorflow as tf
 
     try:
-        from nst_tf.stylizer import stylize_arrays
+        from nst_tf.engine.stylizer import stylize_arrays
     except ImportError:  # eab8997, where the references were made
-        from nst_tf.optimize import stylize_arrays
+        from nst_tf.engine.optimize import stylize_arrays
 
     tf.config.experimental.enable_op_determinism()
     results = {}

@@ -15,8 +15,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from nst_tf.config import Config
-from nst_tf.lbfgs import BoxLbfgs
+from nst_tf.core.lbfgs import BoxLbfgs
+from nst_tf.settings.config import Config
 
 OnStep = Callable[[np.ndarray], None]
 Check = Callable[[np.ndarray], None]
@@ -74,7 +74,7 @@ class Adam:
 
 
 class Lbfgs:
-    """L-BFGS within the pixel bounds, in TensorFlow (nst_tf.lbfgs.BoxLbfgs).
+    """L-BFGS within the pixel bounds, in TensorFlow (nst_tf.core.lbfgs.BoxLbfgs).
 
     Each run() is a fresh minimisation, so at a checkpoint the image is the whole
     optimiser state and a resumed run repeats an uninterrupted one exactly.
@@ -100,7 +100,7 @@ class ScipyLbfgs:
 
     Same method, but its single-threaded float64 bookkeeping costs 0.22 s an
     iteration at 512x342 px with 20 pairs (0.45 s with 50), plus seconds of set-up per
-    run; see nst_tf.lbfgs. SciPy lives on the host, so the gradient crosses to it at every
+    run; see nst_tf.core.lbfgs. SciPy lives on the host, so the gradient crosses to it at every
     evaluation. Each run() is a fresh minimisation, as in Lbfgs.
     """
 
@@ -161,10 +161,10 @@ OPTIMIZERS = {"adam": Adam, "lbfgs": Lbfgs, "lbfgs_scipy": ScipyLbfgs}
 
 
 def __getattr__(name: str):
-    # nst_tf.optimize.stylize_arrays was the documented entry point before the Stylizer;
-    # user scripts keep working. Imported lazily: nst_tf.stylizer imports this module.
+    # nst_tf.engine.optimize.stylize_arrays was the documented entry point before the Stylizer;
+    # user scripts keep working. Imported lazily: nst_tf.engine.stylizer imports this module.
     if name == "stylize_arrays":
-        from nst_tf.stylizer import stylize_arrays  # pylint: disable=import-outside-toplevel
+        from nst_tf.engine.stylizer import stylize_arrays  # pylint: disable=import-outside-toplevel
 
         return stylize_arrays
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

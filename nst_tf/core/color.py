@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nst_tf.config import COLOR_SPACES
+from nst_tf.settings.config import COLOR_SPACES
 
 # BT.601 analogue YUV and the JPEG (full-range) YCbCr, on values in 0..1.
 _YUV = np.array([[0.299, 0.587, 0.114], [-0.14713, -0.28886, 0.436], [0.615, -0.51499, -0.10001]])

@@ -7,10 +7,10 @@ import os
 
 import numpy as np
 
-from nst_tf import images
-from nst_tf.config import INIT_KEYWORDS, Config
 from nst_tf.errors import ImageError
-from nst_tf.targets import StyleTargets, load_style_targets
+from nst_tf.io import images
+from nst_tf.io.targets import StyleTargets, load_style_targets
+from nst_tf.settings.config import INIT_KEYWORDS, Config
 
 
 def expand_styles(config: Config) -> Config:

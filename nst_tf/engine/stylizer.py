@@ -22,14 +22,15 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from nst_tf import checkpoints, color, memory
-from nst_tf.config import LARGE_SCALE, Config, layer_downsampling, validate
+from nst_tf.core import color
+from nst_tf.core.objective import LayerStats, Objective, StyleGroup, Targets, TemporalTarget
+from nst_tf.core.tiling import TiledStep
+from nst_tf.engine import checkpoints, memory
+from nst_tf.engine.optimize import OPTIMIZERS
 from nst_tf.errors import ConfigError, Interrupted, NumericalError
-from nst_tf.features import FeatureExtractor, resolve_xla
-from nst_tf.images import scaled_shape
-from nst_tf.objective import LayerStats, Objective, StyleGroup, Targets, TemporalTarget
-from nst_tf.optimize import OPTIMIZERS
-from nst_tf.tiling import TiledStep
+from nst_tf.io.images import scaled_shape
+from nst_tf.model.features import FeatureExtractor, resolve_xla
+from nst_tf.settings.config import LARGE_SCALE, Config, layer_downsampling, validate
 
 
 def scale_sizes(min_size: int, size: int, ratio: float = math.sqrt(2)) -> list[int]:
@@ -201,7 +202,7 @@ class Stylizer:
         config: The settings (validated here): the recipe of the result and how to run.
         model: A FeatureExtractor for config.layers; built from config when None.
         temporal_weight: Weight of the temporal loss that holds video frames to the
-            previous stylised frame (0: none; see nst_tf.video).
+            previous stylised frame (0: none; see nst_tf.commands.video).
 
     Example::
 
@@ -378,7 +379,7 @@ class Stylizer:
             content: [H, W, 3] or [batch, H, W, 3] float RGB in 0..255.
             style: A [H, W, 3] style image, a list of them (blended with
                 config.style_blend_weights), Gram matrices by layer (a mapping, or a
-                nst_tf.targets.StyleTargets) used at every scale, or a MeasuredStyle.
+                nst_tf.io.targets.StyleTargets) used at every scale, or a MeasuredStyle.
             init: Start image when config.init is a path.
             masks: One [H, W] or [H, W, 1] array in 0..1 per style image.
         """
@@ -557,7 +558,7 @@ class Stylizer:
             style: A [H, W, 3] style image, resized to each scale (times its
                 config.style_scale); a list of them, blended with
                 config.style_blend_weights; or style targets (Gram matrices by layer, or a
-                nst_tf.targets.StyleTargets) used at every scale.
+                nst_tf.io.targets.StyleTargets) used at every scale.
             init: Optional start image, same layout as `content`; used when config.init
                 is a path.
             masks: One [H, W] or [H, W, 1] array in 0..1 per style image, any

@@ -1,6 +1,6 @@
 """The Ray layer of nst-tf-batch: a pool of actors, each keeping one Stylizer.
 
-Everything that decides what a photo's output is lives in nst_tf.jobs; this module only
+Everything that decides what a photo's output is lives in nst_tf.commands.jobs; this module only
 starts or joins Ray, keeps one call in flight per actor, and turns a worker that died
 too often into a failed photo.
 
@@ -27,9 +27,9 @@ import os
 import socket
 from collections.abc import Callable, Sequence
 
-from nst_tf import jobs
-from nst_tf.config import Config
+from nst_tf.commands import jobs
 from nst_tf.errors import ConfigError, WeightsError
+from nst_tf.settings.config import Config
 
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 # The style statistics, masks and start image are all the object store holds.
@@ -49,7 +49,7 @@ class BatchWorker:
     """
 
     def __init__(self, config: Config, threads: int, weights_sha256: str):
-        from nst_tf.run import _quiet_stderr  # pylint: disable=import-outside-toplevel
+        from nst_tf.commands.run import _quiet_stderr  # pylint: disable=import-outside-toplevel
 
         # A worker's C++ output reaches the driver's terminal (Ray redirects only
         # Python's streams): keep TensorFlow's start-up banner out of the progress bar.
@@ -59,7 +59,7 @@ class BatchWorker:
         # Before anything runs: the pools are fixed once TensorFlow starts executing.
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
-        from nst_tf.stylizer import Stylizer  # pylint: disable=import-outside-toplevel
+        from nst_tf.engine.stylizer import Stylizer  # pylint: disable=import-outside-toplevel
 
         self.stylizer = Stylizer(config)
         found = self.stylizer.model.weights_source.sha256

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from nst_tf.errors import ImageError, OutputError
-from nst_tf.paths import check_writable_file, open_regular, shown
+from nst_tf.io.paths import check_writable_file, open_regular, shown
 
 # Pillow warns above MAX_IMAGE_PIXELS and raises above twice that; we refuse at the
 # warning so a crafted file cannot make us allocate gigabytes. 89.5 Mpx is ~9460^2.
@@ -35,7 +35,7 @@ def input_extensions() -> set[str]:
     return {ext for ext, fmt in Image.registered_extensions().items() if fmt in INPUT_FORMATS}
 
 
-SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
+SAMPLES_DIR = Path(__file__).resolve().parents[1] / "samples"
 
 
 def sample_path(kind: str) -> str:

@@ -2,7 +2,7 @@
 
 Free of TensorFlow, so that a run that cannot fit is refused before TensorFlow loads.
 The tile layout lives here too (which pixels each tile holds): the halo and the grid
-follow from VGG19's geometry alone, and both the estimate and nst_tf.tiling use them.
+follow from VGG19's geometry alone, and both the estimate and nst_tf.core.tiling use them.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from collections.abc import Sequence
 
 from absl import logging
 
-from nst_tf import images
-from nst_tf.config import SPLIT_BEFORE, VGG19_CONV_LAYERS, Config, layer_downsampling
 from nst_tf.errors import ConfigError
+from nst_tf.io import images
+from nst_tf.io.targets import StyleTargets
 from nst_tf.machine import cpu_has_bfloat16
-from nst_tf.targets import StyleTargets
+from nst_tf.settings.config import SPLIT_BEFORE, VGG19_CONV_LAYERS, Config, layer_downsampling
 
 # Peak resident memory of an untiled run, measured by scripts/benchmark.py's probe (float32,
 # 2-core CPUs): about 0.8 GB for TensorFlow and the weights plus 3.9 KB per output pixel for

@@ -26,9 +26,9 @@ from collections.abc import Callable, Iterator
 import numpy as np
 from absl import logging
 
-from nst_tf import images
-from nst_tf.config import INPUT, OUTPUT, RECIPE, Config, setting, settings_of
 from nst_tf.errors import ConfigError, ImageError, Interrupted, OutputError
+from nst_tf.io import images
+from nst_tf.settings.config import INPUT, OUTPUT, RECIPE, Config, setting, settings_of
 
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg")
 # Containers the output may be (H.264 in each); anything else is refused before any work.
@@ -368,7 +368,7 @@ def stylize_video(
     Returns:
         The output path.
     """
-    from nst_tf.stylizer import Stylizer  # pylint: disable=import-outside-toplevel
+    from nst_tf.engine.stylizer import Stylizer  # pylint: disable=import-outside-toplevel
 
     settings.validate()
     clip = open_clip(input_path)
@@ -488,10 +488,10 @@ def run_video(config: Config, settings: VideoSettings, input_path: str, output: 
         NstError: a user mistake, in one line.
         Interrupted: stopped by a signal (its `output` names the work directory).
     """
-    from nst_tf.config import validate  # pylint: disable=import-outside-toplevel
-    from nst_tf.inputs import expand_styles, load_inputs  # pylint: disable=C0415
-    from nst_tf.paths import Written, check_no_overlap, check_writable_directory, shown
-    from nst_tf.weights import find_weights  # pylint: disable=import-outside-toplevel
+    from nst_tf.io.inputs import expand_styles, load_inputs  # pylint: disable=C0415
+    from nst_tf.io.paths import Written, check_no_overlap, check_writable_directory, shown
+    from nst_tf.model.weights import find_weights  # pylint: disable=import-outside-toplevel
+    from nst_tf.settings.config import validate  # pylint: disable=import-outside-toplevel
 
     if not input_path or not output:
         raise ConfigError("give --input=CLIP.mp4|FRAMES_DIR and --output=OUT.mp4|OUT_DIR")
@@ -522,10 +522,10 @@ def run_video(config: Config, settings: VideoSettings, input_path: str, output: 
     )
     _, style, _ = load_inputs(dataclasses.replace(config, content=None))
     style = getattr(style, "grams", style)
-    from nst_tf.features import FeatureExtractor  # pylint: disable=import-outside-toplevel
-    from nst_tf.monitoring import Monitor, run_name  # pylint: disable=C0415
-    from nst_tf.run import SignalGuard  # pylint: disable=import-outside-toplevel
-    from nst_tf.stylizer import Stylizer  # pylint: disable=import-outside-toplevel
+    from nst_tf.commands.run import SignalGuard  # pylint: disable=import-outside-toplevel
+    from nst_tf.engine.monitoring import Monitor, run_name  # pylint: disable=C0415
+    from nst_tf.engine.stylizer import Stylizer  # pylint: disable=import-outside-toplevel
+    from nst_tf.model.features import FeatureExtractor  # pylint: disable=import-outside-toplevel
 
     model = FeatureExtractor(config.layers, source, config.precision, config.pooling)
     stylizer = Stylizer(config, model, temporal_weight=settings.temporal_weight)

@@ -15,8 +15,8 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from nst_tf import losses
-from nst_tf.config import Config
+from nst_tf.core import losses
+from nst_tf.settings.config import Config
 
 
 class LayerStats(NamedTuple):

@@ -5,7 +5,7 @@ Exactly one output per input, whatever dies, rests on four things here: a key pe
 that hashes everything its result depends on; the image written atomically and then its
 sidecar NAME.json, so that a sidecar vouches for a whole output; a rerun that skips a
 photo only when its sidecar holds the same key; and a rerun that removes the temporary
-files a killed writer left. The engine (nst_tf.raypool) only decides where and when
+files a killed writer left. The engine (nst_tf.commands.raypool) only decides where and when
 stylize_photo runs, and may run it twice.
 """
 
@@ -25,9 +25,9 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from nst_tf import images
-from nst_tf.config import INIT_KEYWORDS, RECIPE, RUNTIME, Config
 from nst_tf.errors import ConfigError, NstError, OutputError
+from nst_tf.io import images
+from nst_tf.settings.config import INIT_KEYWORDS, RECIPE, RUNTIME, Config
 
 FORMATS = ("png", "jpg")
 
@@ -370,7 +370,7 @@ def stylize_photo(stylizer, job: Job, photo: Photo, style, masks=None, init=None
     running this twice for a photo leaves one output and one sidecar.
 
     Args:
-        stylizer: The worker's nst_tf.stylizer.Stylizer, built from job.config.
+        stylizer: The worker's nst_tf.engine.stylizer.Stylizer, built from job.config.
         job: The batch.
         photo: The photo.
         style: What Stylizer.stylize takes as the style (images, Gram targets or a
@@ -378,8 +378,8 @@ def stylize_photo(stylizer, job: Job, photo: Photo, style, masks=None, init=None
         masks: The style masks, or None.
         init: The start image when config.init is a path, or None.
     """
-    from nst_tf.memory import estimated_peak_bytes  # pylint: disable=C0415
-    from nst_tf.monitoring import ProgressLogger  # pylint: disable=C0415
+    from nst_tf.engine.memory import estimated_peak_bytes  # pylint: disable=C0415
+    from nst_tf.engine.monitoring import ProgressLogger  # pylint: disable=C0415
 
     start = time.perf_counter()
     config = job.config
@@ -436,7 +436,7 @@ def _monitor(config: Config, photo: Photo, content):
     """A TensorBoard run for this photo under config.logdir, or None without one."""
     if not config.logdir:
         return None
-    from nst_tf.monitoring import Monitor  # pylint: disable=import-outside-toplevel
+    from nst_tf.engine.monitoring import Monitor  # pylint: disable=import-outside-toplevel
 
     monitor = Monitor(config.logdir, config.snapshot_every, photo.name)
     monitor.start(config.to_dict(), content, None)

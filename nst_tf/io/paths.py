@@ -20,8 +20,8 @@ import secrets
 import stat
 from collections.abc import Iterable
 
-from nst_tf.config import INIT_KEYWORDS, Config
 from nst_tf.errors import NstError, OutputError
+from nst_tf.settings.config import INIT_KEYWORDS, Config
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 

@@ -13,12 +13,14 @@ import time
 import numpy as np
 from absl import logging
 
-from nst_tf import checkpoint_files, images, paths, weights
-from nst_tf.config import Config, default_checkpoint_dir, validate
+from nst_tf.engine import checkpoint_files
+from nst_tf.engine.memory import check_memory
 from nst_tf.errors import ConfigError, Interrupted, NumericalError
-from nst_tf.inputs import expand_styles, load_inputs, load_masks
-from nst_tf.memory import check_memory
-from nst_tf.targets import StyleTargets, check_compatible
+from nst_tf.io import images, paths
+from nst_tf.io.inputs import expand_styles, load_inputs, load_masks
+from nst_tf.io.targets import StyleTargets, check_compatible
+from nst_tf.model import weights
+from nst_tf.settings.config import Config, default_checkpoint_dir, validate
 
 
 @dataclasses.dataclass
@@ -146,19 +148,19 @@ def stylize(config: Config, flags: str = "") -> RunResult:
     # in a fraction of a second, without TensorFlow's start-up messages.
     with _quiet_stderr():
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from nst_tf.features import (  # pylint: disable=import-outside-toplevel
-        FeatureExtractor,
-        resolve_precision,
-        resolve_xla,
-    )
-    from nst_tf.monitoring import (  # pylint: disable=import-outside-toplevel
+    from nst_tf.engine.monitoring import (  # pylint: disable=import-outside-toplevel
         Monitor,
         ProgressLogger,
         Snapshots,
         Trace,
         run_name,
     )
-    from nst_tf.stylizer import stylize_arrays  # pylint: disable=import-outside-toplevel
+    from nst_tf.engine.stylizer import stylize_arrays  # pylint: disable=import-outside-toplevel
+    from nst_tf.model.features import (  # pylint: disable=import-outside-toplevel
+        FeatureExtractor,
+        resolve_precision,
+        resolve_xla,
+    )
 
     tf.get_logger().setLevel("WARNING")  # TensorFlow's own INFO lines (checkpoint timing)
     if config.deterministic:

@@ -1,10 +1,11 @@
-"""`nst-tf-batch` (and `python -m nst_tf.batch`): one style over a folder of photos, on Ray.
+"""`nst-tf-batch` (`python -m nst_tf.commands.batch`): one style over a folder of photos, on Ray.
 
     nst-tf-batch --inputs=photos/ --output_dir=out/ --style=painting.jpg --size=512
 
 Every nst-tf setting that changes the result is taken as by nst-tf (its flags are
-made by nst_tf.cli from the settings' descriptions); the flags below say where the photos
-are and how to run. The job's logic is in nst_tf.jobs, the Ray layer in nst_tf.raypool.
+made by nst_tf.commands.cli from the settings' descriptions); the flags below say where the
+photos are and how to run. The job's logic is in nst_tf.commands.jobs, the Ray layer in
+nst_tf.commands.raypool.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import time
 
 from absl import app, flags, logging
 
-from nst_tf import cli, jobs, raypool
-from nst_tf.config import Config, validate
+from nst_tf.commands import cli, jobs, raypool
 from nst_tf.errors import ConfigError, NstError
+from nst_tf.settings.config import Config, validate
 
 flags.DEFINE_string("inputs", None, "Photos: a folder, a glob pattern, or a .txt list of paths.")
 flags.DEFINE_string("output_dir", None, "Where NAME.png/.jpg, NAME.json (sidecar) are written.")
@@ -126,8 +127,10 @@ def run_batch(config: Config, options: BatchOptions) -> jobs.Summary:
         NstError: a setting, the style, the weights, the output directory or the
             cluster is wrong; nothing was written.
     """
-    from nst_tf import inputs, memory, weights  # pylint: disable=import-outside-toplevel
-    from nst_tf.targets import StyleTargets, check_compatible  # pylint: disable=C0415
+    from nst_tf.engine import memory  # pylint: disable=import-outside-toplevel
+    from nst_tf.io import inputs  # pylint: disable=import-outside-toplevel
+    from nst_tf.io.targets import StyleTargets, check_compatible  # pylint: disable=C0415
+    from nst_tf.model import weights  # pylint: disable=import-outside-toplevel
 
     check_options(options)
     config = dataclasses.replace(
@@ -267,10 +270,10 @@ def _batch_main(argv: list[str]) -> int:
 
 
 def main() -> None:
-    """Entry point of `nst-tf-batch` and `python -m nst_tf.batch`."""
+    """Entry point of `nst-tf-batch` and `python -m nst_tf.commands.batch`."""
     if os.path.basename(sys.argv[0]) == "batch.py":
         sys.argv[0] = "nst-tf-batch"  # messages name the command, not this file
-    cli.define_flags()  # every nst-tf setting, described once in nst_tf.config
+    cli.define_flags()  # every nst-tf setting, described once in nst_tf.settings.config
     app.run(_batch_main, flags_parser=cli._parse)  # pylint: disable=protected-access
 
 

@@ -14,10 +14,10 @@ from absl import logging
 from PIL import Image
 from tensorboard.plugins.hparams import api as hp
 
-from nst_tf import images
+from nst_tf.io import images
 
 if TYPE_CHECKING:
-    from nst_tf.stylizer import Progress
+    from nst_tf.engine.stylizer import Progress
 
 
 # Terms that describe the optimiser rather than the image; logged under "optim/".

@@ -8,10 +8,10 @@ import keras
 import tensorflow as tf
 
 from nst_tf import machine
-from nst_tf import weights as weights_lib
-from nst_tf.config import SPLIT_BEFORE, VGG19_CONV_LAYERS
 from nst_tf.errors import ConfigError
 from nst_tf.machine import cpu_flags, cpu_has_bfloat16  # noqa: F401 (re-exported)
+from nst_tf.model import weights as weights_lib
+from nst_tf.settings.config import SPLIT_BEFORE, VGG19_CONV_LAYERS
 
 # Caffe preprocessing of the original VGG weights: BGR order, ImageNet mean removed.
 IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -80,7 +80,7 @@ class FeatureExtractor(keras.Model):
 
     Args:
         layers: Names of VGG19 conv layers (e.g. "block4_conv2") to return.
-        vgg_weights: "auto" to search for the ImageNet weights (see nst_tf.weights),
+        vgg_weights: "auto" to search for the ImageNet weights (see nst_tf.model.weights),
             a file path, "download", a WeightsSource already found (its file is then not
             located and hashed again), or None for random weights (tests).
         precision: "float32", "bfloat16" (bfloat16 convolutions, float32 outputs) or

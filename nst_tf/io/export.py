@@ -12,14 +12,14 @@ import keras
 import tensorflow as tf
 
 from nst_tf import __version__
-from nst_tf.config import layer_downsampling
+from nst_tf.core.losses import gram_matrix
 from nst_tf.errors import OutputError
-from nst_tf.features import IMAGENET_MEAN_BGR, FeatureExtractor
-from nst_tf.images import check_output_path, load_image
-from nst_tf.losses import gram_matrix
-from nst_tf.paths import Written, check_no_overlap, check_writable_directory, open_regular, shown
-from nst_tf.targets import StyleTargets
-from nst_tf.weights import find_weights
+from nst_tf.io.images import check_output_path, load_image
+from nst_tf.io.paths import Written, check_no_overlap, check_writable_directory, open_regular, shown
+from nst_tf.io.targets import StyleTargets
+from nst_tf.model.features import IMAGENET_MEAN_BGR, FeatureExtractor
+from nst_tf.model.weights import find_weights
+from nst_tf.settings.config import layer_downsampling
 
 
 def _check_weights_input(written, vgg_weights, inputs=()) -> None:

@@ -15,10 +15,10 @@ import os
 import tensorflow as tf
 from google.protobuf import text_format
 
-from nst_tf import checkpoint_files
-from nst_tf.config import INPUT, RECIPE, Config
+from nst_tf.engine import checkpoint_files
 from nst_tf.errors import ConfigError
-from nst_tf.paths import shown
+from nst_tf.io.paths import shown
+from nst_tf.settings.config import INPUT, RECIPE, Config
 
 
 def settings_json(config: Config) -> str:

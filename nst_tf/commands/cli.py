@@ -15,9 +15,9 @@ import sys
 
 from absl import app, flags, logging
 
-from nst_tf.config import Config, validate
 from nst_tf.errors import ConfigError, Interrupted, NstError
-from nst_tf.paths import shown
+from nst_tf.io.paths import shown
+from nst_tf.settings.config import Config, validate
 
 # TensorFlow's C++ start-up chatter would bury our one-line messages.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 FLAGS = flags.FLAGS
 
 # The settings only nst-tf-export has; every other flag is a Config setting, described
-# once in nst_tf/config.py. (name, default, help); a tuple default makes a list flag.
+# once in nst_tf/settings/config.py. (name, default, help); a tuple default makes a list flag.
 _EXPORT_ONLY = (
     ("export_dir", None, "Directory to write the SavedModel to (must not exist yet)."),
     ("describe", None, "Print the description of the export in this directory (read as data)."),
@@ -136,7 +136,7 @@ def _ours_or_important(record: std_logging.LogRecord) -> bool:
     return record.levelno >= std_logging.WARNING or record.pathname.startswith(_PACKAGE_DIR)
 
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _setup_logging() -> None:
@@ -203,7 +203,7 @@ def _stylize_main(argv: list[str]) -> int:
         return _positional(argv)
 
     def body():
-        from nst_tf.run import stylize  # pylint: disable=import-outside-toplevel
+        from nst_tf.commands.run import stylize  # pylint: disable=import-outside-toplevel
 
         ours = FLAGS.get_flags_for_module(sys.modules[__name__])
         flag_text = "\n".join(text for text in (f.serialize() for f in ours) if text)
@@ -218,14 +218,14 @@ def _export_main(argv: list[str]) -> int:
 
     def body():
         if FLAGS.describe:
-            from nst_tf.export import read_metadata  # pylint: disable=import-outside-toplevel
+            from nst_tf.io.export import read_metadata  # pylint: disable=import-outside-toplevel
 
             sys.stdout.write(json.dumps(read_metadata(FLAGS.describe), indent=2) + "\n")
             return
         if FLAGS.targets_out:
             if not FLAGS.style:
                 raise ConfigError("--targets_out needs --style=IMAGE, the style to measure")
-            from nst_tf.export import export_style_targets  # pylint: disable=C0415
+            from nst_tf.io.export import export_style_targets  # pylint: disable=C0415
 
             validate(config_from_flags())
             export_style_targets(
@@ -244,7 +244,7 @@ def _export_main(argv: list[str]) -> int:
                 "--export_dir is required: the directory to write the SavedModel to "
                 "(or --describe=DIR to read one)"
             )
-        from nst_tf.export import export_features  # pylint: disable=import-outside-toplevel
+        from nst_tf.io.export import export_features  # pylint: disable=import-outside-toplevel
 
         path = export_features(
             FLAGS.export_dir,
@@ -268,8 +268,8 @@ _VIDEO_SHARED = ("style", "style_targets", "vgg_weights", "logdir", "snapshot_ev
 
 
 def _define_video_flags() -> tuple[str, ...]:
-    from nst_tf.config import RECIPE, RUNTIME  # pylint: disable=import-outside-toplevel
-    from nst_tf.video import VideoSettings  # pylint: disable=import-outside-toplevel
+    from nst_tf.commands.video import VideoSettings  # pylint: disable=import-outside-toplevel
+    from nst_tf.settings.config import RECIPE, RUNTIME  # pylint: disable=import-outside-toplevel
 
     for name, default, help_text in _VIDEO_IO:
         _define(name, default, help_text, str)
@@ -287,7 +287,7 @@ def _video_main(argv: list[str]) -> int:
         return _positional(argv)
 
     def body():
-        from nst_tf.video import VideoSettings, run_video  # pylint: disable=C0415
+        from nst_tf.commands.video import VideoSettings, run_video  # pylint: disable=C0415
 
         settings = config_from_flags(VideoSettings)
         run_video(config_from_flags(), settings, FLAGS.input, FLAGS.output)

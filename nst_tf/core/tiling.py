@@ -31,10 +31,10 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-from nst_tf import losses
-from nst_tf.config import layer_downsampling
-from nst_tf.memory import Tile, halo_and_grid, plan_tiles, split_halo_and_grid
-from nst_tf.objective import LayerStats, Objective, Targets
+from nst_tf.core import losses
+from nst_tf.core.objective import LayerStats, Objective, Targets
+from nst_tf.engine.memory import Tile, halo_and_grid, plan_tiles, split_halo_and_grid
+from nst_tf.settings.config import layer_downsampling
 
 
 def _interior(tensor: tf.Tensor, tile: Tile, cell: int, frame: str = "crop") -> tf.Tensor:

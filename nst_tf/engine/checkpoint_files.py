@@ -17,7 +17,7 @@ import re
 import shutil
 
 from nst_tf.errors import ConfigError
-from nst_tf.paths import shown
+from nst_tf.io.paths import shown
 
 MARKER = ".nst_tf-checkpoints"
 _OURS = re.compile(r"checkpoint|ckpt-\d+(\.index|\.data-\d{5}-of-\d{5}|_temp)")
