@@ -1,0 +1,132 @@
+"""The documentation site builds offline and strictly, covers every page, and stays current."""
+
+from __future__ import annotations
+
+import dataclasses
+import html.parser
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from nst_tf.commands.video import VideoSettings
+from nst_tf.settings.config import Config
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+# The README's quick start: one command sets up and runs the main job on the built-in
+# samples, the other sets up and runs the tests.
+QUICK_START = (
+    "scripts/demo.sh    # sets up .venv on first use, stylises the built-in samples into "
+    "demo/stylized.png",
+    "scripts/test.sh    # sets up .venv with the test extras on first use, runs the test suite",
+)
+
+
+def _mkdocs_config() -> dict:
+    # mkdocs.yml may hold Python tags (!!python/name:...) for Markdown extensions.
+    return yaml.load((ROOT / "mkdocs.yml").read_text(), Loader=yaml.Loader)  # noqa: S506
+
+
+def _nav_pages(nav) -> list[str]:
+    pages = []
+    for entry in nav:
+        value = next(iter(entry.values())) if isinstance(entry, dict) else entry
+        pages += _nav_pages(value) if isinstance(value, list) else [value]
+    return pages
+
+
+class _Fetches(html.parser.HTMLParser):
+    """Collects every URL a browser would fetch to show a page (not the links it shows)."""
+
+    def __init__(self):
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag in ("script", "img", "iframe", "source") and attrs.get("src"):
+            self.urls.append(attrs["src"])
+        if tag == "link" and attrs.get("href") and attrs.get("rel") != "canonical":
+            self.urls.append(attrs["href"])
+
+
+def test_site_builds_strictly_and_fetches_nothing_from_the_network(tmp_path):
+    site = tmp_path / "site"
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "WARNING" not in done.stderr, done.stderr
+    pages = list(site.rglob("*.html"))
+    assert (site / "reference" / "flags" / "index.html").is_file()
+    assert (site / "gallery" / "index.html").is_file()
+    remote = []
+    for page in pages:
+        parser = _Fetches()
+        parser.feed(page.read_text(encoding="utf-8"))
+        remote += [(page.name, url) for url in parser.urls if "://" in url or url.startswith("//")]
+    assert not remote, remote
+    for css in site.rglob("*.css"):
+        text = css.read_text(encoding="utf-8", errors="replace")
+        assert "fonts.googleapis" not in text and "@import url(http" not in text, css
+
+
+def test_flag_reference_is_current():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "flag_reference.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_flag_reference_names_every_setting_with_its_help():
+    page = (DOCS / "reference" / "flags.md").read_text()
+    for settings in (Config, VideoSettings):
+        for field in dataclasses.fields(settings):
+            assert f"| `--{field.name}` |" in page, field.name
+            first_words = " ".join(field.metadata["help"].split()[:4])
+            assert first_words in page, field.name
+
+
+def test_flag_reference_check_fails_when_stale(tmp_path):
+    # A copy of the tree whose page lost a line: --check must say so and exit non-zero.
+    copy = tmp_path / "repo"
+    for part in ("nst_tf", "scripts", "docs/reference"):
+        (copy / part).parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["cp", "-r", str(ROOT / part), str(copy / part)], check=True)
+    page = copy / "docs" / "reference" / "flags.md"
+    lines = page.read_text().splitlines(keepends=True)
+    page.write_text("".join(line for line in lines if "`--size`" not in line))
+    done = subprocess.run(
+        [sys.executable, str(copy / "scripts" / "flag_reference.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(copy)),
+    )
+    assert done.returncode == 1
+    assert "stale" in done.stderr
+
+
+def test_readme_is_short_and_keeps_the_quick_start():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 150
+    for command in QUICK_START:
+        assert command in readme, command
+
+
+@pytest.mark.parametrize("page", sorted(str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md")))
+def test_every_docs_page_is_in_the_nav(page):
+    assert page in _nav_pages(_mkdocs_config()["nav"])
