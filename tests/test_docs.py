@@ -6,6 +6,7 @@ import dataclasses
 import html.parser
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -130,3 +131,37 @@ def test_readme_is_short_and_keeps_the_quick_start():
 @pytest.mark.parametrize("page", sorted(str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md")))
 def test_every_docs_page_is_in_the_nav(page):
     assert page in _nav_pages(_mkdocs_config()["nav"])
+
+
+# Flags of other programs the pages quote (absl's own, ray start, saved_model_cli, pip, the
+# benchmark script and scripts/flag_reference.py), and "--flags" as a word.
+_OTHER_PROGRAMS_FLAGS = {
+    "--flagfile",
+    "--help",
+    "--helpfull",
+    "--flags",
+    "--head",
+    "--port",
+    "--address",
+    "--dir",
+    "--all",
+    "--no-deps",
+    "--tiling",
+    "--check",
+}
+
+
+def test_every_flag_the_pages_name_exists():
+    # The usage pages explain flags in prose and tables of their own; a renamed or removed
+    # flag must not live on there. (The lab log is history and keeps old names.)
+    known = set(re.findall(r"`(--[a-z0-9_]+)`", (DOCS / "reference" / "flags.md").read_text()))
+    pages = [ROOT / "README.md"] + [
+        page for page in DOCS.rglob("*.md") if not page.name.startswith("benchmarks")
+    ]
+    unknown = {
+        (page.name, flag)
+        for page in pages
+        for flag in re.findall(r"--[a-z][a-z0-9_-]*", page.read_text())
+        if flag not in known | _OTHER_PROGRAMS_FLAGS
+    }
+    assert not unknown, sorted(unknown)
