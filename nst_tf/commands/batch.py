@@ -20,7 +20,7 @@ from absl import app, flags, logging
 
 from nst_tf.commands import cli, jobs, raypool
 from nst_tf.errors import ConfigError, NstError
-from nst_tf.settings.config import Config, validate
+from nst_tf.settings.config import INIT_KEYWORDS, Config, validate
 
 flags.DEFINE_string("inputs", None, "Photos: a folder, a glob pattern, or a .txt list of paths.")
 flags.DEFINE_string("output_dir", None, "Where NAME.png/.jpg, NAME.json (sidecar) are written.")
@@ -139,6 +139,8 @@ def run_batch(config: Config, options: BatchOptions) -> jobs.Summary:
     config = inputs.expand_styles(validate(config))
     paths = jobs.list_inputs(options.inputs)
     jobs.check_output_dir(options.output_dir, paths)
+    if config.logdir:
+        jobs.check_output_dir(config.logdir, (), flag="logdir")
     # Each worker finds the weights as this driver does (every node has the same set-up);
     # their sha256 enters the key.
     source = weights.find_weights(config.vgg_weights)
@@ -157,6 +159,9 @@ def run_batch(config: Config, options: BatchOptions) -> jobs.Summary:
         config, os.path.abspath(options.output_dir), options.fmt, memory_bytes, source.sha256
     )
     photos = jobs.plan(job, paths, jobs.job_digest(config, options.fmt, source.sha256))
+    init_path = [] if config.init in INIT_KEYWORDS else [config.init]
+    reads = [*config.style_paths(), *config.style_mask, config.style_targets, *init_path]
+    jobs.check_ours(job, photos, reads)
     summary = jobs.Summary()
     todo = []
     for photo in photos:
@@ -191,14 +196,14 @@ def _run_pool(ray, job, todo, style, extras, options, summary) -> None:
     os.makedirs(job.output_dir, exist_ok=True)
     removed = jobs.remove_partials(job.output_dir)
     logging.info(
-        "%d photos to do, %d done before, %d failed before%s; %d workers x %d CPUs, %.1f GB each",
+        "%d photos to do, %d done before, %d failed before%s; %d workers x %d CPUs, %s each",
         len(todo),
         summary.skipped,
         len(summary.failed),
         f", {removed} temporary files of a killed run removed" if removed else "",
         workers,
         cpus_per_worker,
-        job.memory_bytes / 1e9,
+        jobs.gigabytes(job.memory_bytes),
     )
     config = job.config
     # The statistics are measured once unless each photo changes them (histogram

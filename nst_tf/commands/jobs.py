@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import socket
+import stat
 import time
 from collections.abc import Iterable, Sequence
 
@@ -27,9 +28,14 @@ from PIL import Image
 
 from nst_tf.errors import ConfigError, NstError, OutputError
 from nst_tf.io import images
+from nst_tf.io.paths import open_regular, shown
 from nst_tf.settings.config import INIT_KEYWORDS, RECIPE, RUNTIME, Config
 
 FORMATS = ("png", "jpg")
+
+# The key and value every record we write carries: a NAME.json without it is not ours,
+# and is refused rather than replaced (see check_ours).
+RECORD_MARKER = ("nst_tf_record", "nst-tf-batch/1")
 
 # Settings that do not change the result, and paths whose files' bytes are hashed
 # instead of their names (see job_digest).
@@ -108,14 +114,35 @@ class Outcome:
     traces: int = 0
 
 
+def gigabytes(count: float) -> str:
+    """Bytes as GB for messages, with the digits that matter (0.01 GB, not 0.0 GB)."""
+    return f"{count / 1e9:.2g} GB" if count < 1e9 else f"{count / 1e9:.1f} GB"
+
+
 # --- which photos -----------------------------------------------------------------------
 
 
 def _is_image_name(name: str) -> bool:
-    return not name.startswith(".") and os.path.splitext(name)[1].lower() in _EXTENSIONS
+    # One rule for "images in a folder": the raster formats nst_tf decodes (images.py).
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in (
+        images.input_extensions()
+    )
 
 
-_EXTENSIONS = {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+def _regular_only(paths: Iterable[str]) -> list[str]:
+    """The paths that are regular files (symlinks followed); the others are skipped with a
+    line saying what they are: a FIFO or /dev/zero would hang the driver's hashing."""
+    kept = []
+    for path in paths:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            mode = stat.S_IFREG  # missing or unreadable: it fails, with its reason, later
+        if stat.S_ISREG(mode):
+            kept.append(path)
+        elif not stat.S_ISDIR(mode):
+            logging.warning("skipping %s: not a regular file", shown(path))
+    return kept
 
 
 def list_inputs(spec: str) -> list[str]:
@@ -142,8 +169,8 @@ def list_inputs(spec: str) -> list[str]:
     elif os.path.isfile(spec):
         paths = [spec]
     else:
-        paths = sorted(p for p in glob.glob(spec, recursive=True) if os.path.isfile(p))
-    paths = list(dict.fromkeys(os.path.abspath(p) for p in paths))
+        paths = sorted(p for p in glob.glob(spec, recursive=True) if not os.path.isdir(p))
+    paths = _regular_only(dict.fromkeys(os.path.abspath(p) for p in paths))
     if not paths:
         raise ConfigError(f"--inputs={spec} names no images; give a folder, a glob or a .txt list")
     return paths
@@ -178,10 +205,10 @@ def file_sha256(path: str) -> str:
     """The hex sha256 of a file's bytes ("" when it cannot be read: it fails later)."""
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
+        with open_regular(path, NstError) as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
-    except OSError:
+    except (OSError, NstError):
         return ""
     return digest.hexdigest()
 
@@ -190,7 +217,7 @@ def result_shape(path: str, size: int) -> tuple[int, int] | None:
     """(height, width) of a photo's result at `size`, from its header (EXIF rotation
     included), or None if the header cannot be read."""
     try:
-        with Image.open(path) as img:
+        with open_regular(path, NstError) as f, Image.open(f, formats=images.INPUT_FORMATS) as img:
             width, height = img.size
             if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated a quarter turn
                 width, height = height, width
@@ -245,13 +272,53 @@ def plan(job: Job, paths: Sequence[str], digest: str) -> list[Photo]:
 
 
 def read_record(path: str) -> dict | None:
-    """A sidecar or error record, or None if missing or unreadable."""
+    """A sidecar or error record of ours, or None if missing, unreadable or foreign."""
     try:
-        with open(path, encoding="utf-8") as f:
-            record = json.load(f)
-    except (OSError, ValueError):
+        with open_regular(path, NstError) as f:
+            record = json.loads(f.read(1 << 20).decode("utf-8"))
+    except (OSError, ValueError, NstError):
         return None
-    return record if isinstance(record, dict) else None
+    if not isinstance(record, dict) or record.get(RECORD_MARKER[0]) != RECORD_MARKER[1]:
+        return None
+    return record
+
+
+def check_ours(job: Job, photos: Sequence[Photo], read: Iterable[str]) -> None:
+    """Refuses to start when a file the batch would write is not one it wrote.
+
+    A result is ours when a sidecar of ours names it (the sidecar is written, marked as
+    pending, before its result); a sidecar or error record is ours when it carries
+    RECORD_MARKER. A foreign file in the way is refused, never replaced.
+
+    Args:
+        job: The batch.
+        photos: Its photos.
+        read: Every file the batch reads besides the photos (styles, masks, start image).
+
+    Raises:
+        OutputError: a file we read is one we would write, or a foreign file is in the way.
+    """
+    reads = {os.path.realpath(path) for path in read if path}
+    for photo in photos:
+        paths = (job.output(photo.name), job.sidecar(photo.name), job.error(photo.name))
+        for path in paths:
+            if os.path.realpath(path) in reads:
+                raise OutputError(
+                    f"{path} is an input of this batch and the result of {photo.path} would "
+                    "overwrite it; move it out of --output_dir or write the results elsewhere"
+                )
+        output, sidecar, error = paths
+        for record in (sidecar, error):
+            if os.path.lexists(record) and read_record(record) is None:
+                raise OutputError(
+                    f"{record} is in the way and was not written by nst-tf-batch; "
+                    "move it or choose another --output_dir"
+                )
+        if os.path.lexists(output) and read_record(sidecar) is None:
+            raise OutputError(
+                f"{output} is in the way and was not written by nst-tf-batch; "
+                "move it or choose another --output_dir"
+            )
 
 
 def is_done(job: Job, photo: Photo) -> bool:
@@ -262,27 +329,32 @@ def is_done(job: Job, photo: Photo) -> bool:
     )
 
 
-def check_output_dir(path: str, inputs: Iterable[str]) -> None:
+def check_output_dir(path: str, inputs: Iterable[str], flag: str = "output_dir") -> None:
     """Fails early if results cannot be written to `path`, without writing anything.
+
+    Args:
+        path: The directory (created later if missing).
+        inputs: The photos, none of which may be in it.
+        flag: The flag that names `path`, for messages (--logdir is checked the same way).
 
     Raises:
         OutputError: `path` is a file, lies under a file, or is not writable; or it
             holds an input (its outputs would become inputs of the next run).
     """
     if os.path.exists(path) and not os.path.isdir(path):
-        raise OutputError(f"--output_dir={path} is a file; give a directory")
+        raise OutputError(f"--{flag}={path} is a file; give a directory")
     existing = os.path.abspath(path)
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
-        raise OutputError(f"--output_dir={path} cannot be created: {existing} is a file")
+        raise OutputError(f"--{flag}={path} cannot be created: {existing} is a file")
     if not os.access(existing, os.W_OK | os.X_OK) or _read_only_fs(existing):
-        raise OutputError(f"--output_dir={path} is not writable; choose another directory")
+        raise OutputError(f"--{flag}={path} is not writable; choose another directory")
     real = os.path.realpath(path)
     for photo in inputs:
         if os.path.dirname(os.path.realpath(photo)) == real:
             raise OutputError(
-                f"--output_dir={path} holds the input {photo}; write the results elsewhere"
+                f"--{flag}={path} holds the input {photo}; write the results elsewhere"
             )
 
 
@@ -319,6 +391,7 @@ def load_photo(path: str, size: int) -> np.ndarray:
 
 def write_record(path: str, record: dict) -> None:
     """Writes a JSON record atomically."""
+    record = {RECORD_MARKER[0]: RECORD_MARKER[1], **record}
     with images.atomic_write(path, "w") as f:
         json.dump(record, f, indent=2, sort_keys=True)
         f.write("\n")
@@ -393,8 +466,8 @@ def stylize_photo(stylizer, job: Job, photo: Photo, style, masks=None, init=None
         return write_error(
             job,
             photo,
-            f"at {width}x{height} px it needs about {need / 1e9:.1f} GB, more than the "
-            f"{job.memory_bytes / 1e9:.1f} GB a worker has; raise --memory_per_worker "
+            f"at {width}x{height} px it needs about {gigabytes(need)}, more than the "
+            f"{gigabytes(job.memory_bytes)} a worker has; raise --memory_per_worker "
             "or lower --size",
             final=False,
         )
@@ -409,6 +482,8 @@ def stylize_photo(stylizer, job: Job, photo: Photo, style, masks=None, init=None
     steps = last.last.step if last.last else 0
     if monitor is not None:
         monitor.finish(steps, result, losses)
+    # A pending sidecar first, so that the result is known as ours even if we die now.
+    write_record(job.sidecar(photo.name), {"input": photo.path, "pending": True})
     images.save_image(result, job.output(photo.name))
     seconds = time.perf_counter() - start
     # The sidecar goes last: it vouches for the whole output written before it.

@@ -185,7 +185,10 @@ def pool_size(
     """
     resources = ray.cluster_resources()
     cpus, memory = resources.get("CPU", 0), resources.get("memory", 0)
-    cpus_per_worker = cpus_per_worker or max(1, min(DEFAULT_CPUS_PER_WORKER, int(cpus)))
+    if cpus_per_worker is None:
+        # --workers alone shares the CPUs out; neither: the measured default.
+        share = int(cpus) // workers if workers else int(cpus)
+        cpus_per_worker = max(1, min(DEFAULT_CPUS_PER_WORKER, share))
     count = workers or max(1, int(cpus // cpus_per_worker))
     if count * cpus_per_worker > cpus:
         raise ConfigError(
@@ -194,8 +197,8 @@ def pool_size(
         )
     if count * memory_bytes > memory:
         raise ConfigError(
-            f"{count} workers x {memory_bytes / 1e9:.1f} GB need more memory than Ray offers "
-            f"({memory / 1e9:.1f} GB): lower --workers or --memory_per_worker"
+            f"{count} workers x {jobs.gigabytes(memory_bytes)} need more memory than Ray "
+            f"offers ({jobs.gigabytes(memory)}): lower --workers or --memory_per_worker"
         )
     return min(count, photos), cpus_per_worker
 

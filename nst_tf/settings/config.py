@@ -633,6 +633,16 @@ def _check_large_settings(config: Config) -> None:
             "use auto, 0 (never "
             "tile) or a tile side in pixels (at least the halo: 80 with the default layers)"
         )
+    if tile != "auto" and int(tile) > 0:
+        from nst_tf.engine.memory import smallest_tile  # pylint: disable=C0415 (a cycle)
+
+        least = smallest_tile(config)
+        if int(tile) < least:
+            raise ConfigError(
+                f"--tile_size={int(tile)} is smaller than the {least} px halo that "
+                f"{config.layers[-1]} needs around each tile; use --tile_size >= {least}, "
+                "or 0 to never tile"
+            )
     if config.bit_depth not in (8, 16):
         raise ConfigError(f"--bit_depth={config.bit_depth} is unknown; choose 8 or 16")
     limit = config.memory_limit
