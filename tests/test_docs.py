@@ -165,3 +165,12 @@ def test_every_flag_the_pages_name_exists():
         if flag not in known | _OTHER_PROGRAMS_FLAGS
     }
     assert not unknown, sorted(unknown)
+
+
+def test_readme_links_and_picture_point_at_files():
+    readme = (ROOT / "README.md").read_text()
+    targets = re.findall(r"\]\(([^)\s]+)\)", readme)
+    local = [t.split("#")[0] for t in targets if "://" not in t]
+    assert any(t.endswith((".jpg", ".png")) for t in local)
+    missing = [t for t in local if not (ROOT / t).is_file()]
+    assert not missing, missing
