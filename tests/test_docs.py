@@ -174,3 +174,44 @@ def test_readme_links_and_picture_point_at_files():
     assert any(t.endswith((".jpg", ".png")) for t in local)
     missing = [t for t in local if not (ROOT / t).is_file()]
     assert not missing, missing
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def test_defaults_in_the_usage_tables_agree_with_the_flags():
+    # The usage pages' tables say a flag's default in a column of their own; where it is a
+    # literal (a number or `word`) it must be the flag's default in the generated reference
+    # (which leaves computed defaults, shown as —, unchecked).
+    reference = {}
+    for name, default in re.findall(
+        r"^\| `(--[a-z0-9_]+)` \| (.*?) \|", (DOCS / "reference" / "flags.md").read_text(), re.M
+    ):
+        reference.setdefault(name, set()).add(default.strip("`"))
+    checked, wrong = 0, []
+    for page in DOCS.rglob("*.md"):
+        in_defaults_table = False
+        for line in page.read_text().splitlines():
+            if not line.startswith("|"):
+                in_defaults_table = False
+                continue
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            if cells[:2] == ["flag", "default"]:
+                in_defaults_table = True
+                continue
+            flag = re.fullmatch(r"`(--[a-z0-9_]+)`", cells[0])
+            if not (in_defaults_table and flag and len(cells) > 2):
+                continue
+            said = cells[1].strip("`") if re.fullmatch(r"`[^`=]+`|[0-9.e+-]+", cells[1]) else None
+            known = reference.get(flag.group(1), set()) - {"—"}
+            if said is None or not known:
+                continue
+            checked += 1
+            if not any(said == d or _number(said) == _number(d) is not None for d in known):
+                wrong.append((page.name, flag.group(1), said, sorted(known)))
+    assert not wrong, wrong
+    assert checked >= 8  # the tables of prints, video and batch
