@@ -14,6 +14,7 @@ import gc
 import itertools
 import math
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
@@ -384,11 +385,7 @@ class Stylizer:
             masks: One [H, W] or [H, W, 1] array in 0..1 per style image.
         """
         config = self.config
-        content = np.asarray(content, np.float32)
-        if content.ndim not in (3, 4) or content.shape[-1] != 3:
-            raise ConfigError(
-                f"content must be [H, W, 3] or [batch, H, W, 3] RGB, got shape {content.shape}"
-            )
+        content = check_pixels(content, "content", batch=True)
         single = content.ndim == 3
         content_t = tf.constant(content[None] if single else content)
         measured = style if isinstance(style, MeasuredStyle) else None
@@ -408,6 +405,7 @@ class Stylizer:
                     f"style_blend_weights has {len(config.style_blend_weights)} values for "
                     f"{len(images)} style images; give one per style image"
                 )
+            images = _style_images(images)
             if config.preserve_color == "histogram":
                 images = [color.match_color(image, content_t[0].numpy()) for image in images]
             styles = [tf.constant(np.asarray(image, np.float32)[None]) for image in images]
@@ -416,7 +414,8 @@ class Stylizer:
                 raise ConfigError("--init=style needs a style image, not style statistics")
             init = styles[0]
         elif init is not None:
-            init = tf.constant(np.asarray(init, np.float32)[None] if init.ndim == 3 else init)
+            init = check_pixels(init, "init", batch=True)
+            init = tf.constant(init[None] if init.ndim == 3 else init)
         masks = list(masks) if masks else None
         return Inputs(content_t, styles, fixed, init, masks, single, measured=measured)
 
@@ -487,8 +486,8 @@ class Stylizer:
         """
         if self.config.preserve_color == "histogram":
             raise ConfigError(_HISTOGRAM_MEASURED)
-        images = [style] if isinstance(style, np.ndarray) else list(style)
-        styles = [tf.constant(np.asarray(image, np.float32)[None]) for image in images]
+        images = _style_images([style] if isinstance(style, np.ndarray) else list(style))
+        styles = [tf.constant(image[None]) for image in images]
         sizes = tuple(scale_sizes(self.config.min_size, self.config.size))
         stats = tuple(
             tuple(
@@ -553,8 +552,9 @@ class Stylizer:
         continues the newest one.
 
         Args:
-            content: [H, W, 3] or [batch, H, W, 3] float RGB in 0..255, any resolution;
-                it is resized to each scale of the pyramid.
+            content: [H, W, 3] or [batch, H, W, 3] RGB in 0..255 (a batch may be a list
+                of [H, W, 3] arrays of one shape), any resolution; it is resized to each
+                scale of the pyramid.
             style: A [H, W, 3] style image, resized to each scale (times its
                 config.style_scale); a list of them, blended with
                 config.style_blend_weights; or style targets (Gram matrices by layer, or a
@@ -574,13 +574,20 @@ class Stylizer:
         Returns:
             The result as float32, [H, W, 3] (or [batch, H, W, 3] for a batch).
 
+        Every image argument is checked before any TensorFlow work (see
+        check_pixels): a ConfigError names the argument whose shape is not RGB, whose
+        values are NaN, infinite or outside 0..255, or whose batch mixes shapes. A float
+        image whose values all lie in 0..1 is most likely scaled to 0..1 by mistake; it
+        still runs (a nearly black image is valid), with a UserWarning saying so.
+
         Raises:
+            ConfigError: an argument is invalid, as above.
             NumericalError: a loss went NaN/inf; its `image` is the last finite image.
             Interrupted: a callback stopped the run; a checkpoint of that moment is saved.
         """
         inputs = self.prepare(content, style, init, masks)
         if start is not None:
-            inputs.start = tf.constant(np.asarray(start, np.float32)[None])
+            inputs.start = tf.constant(check_pixels(start, "start")[None])
         if temporal is not None:
             warped, weights = (np.asarray(a, np.float32) for a in temporal)
             inputs.temporal = (tf.constant(warped[None]), tf.constant(weights[None, ..., None]))
@@ -785,6 +792,81 @@ _HISTOGRAM_MEASURED = (
 )
 
 
+def check_pixels(value, name: str, batch: bool = False) -> np.ndarray:
+    """An image argument as float32 RGB in 0..255, checked before any TensorFlow work.
+
+    Args:
+        value: An [H, W, 3] array (or, with `batch`, [batch, H, W, 3], or a list of
+            [H, W, 3] arrays of one shape) of RGB values in 0..255, any numeric dtype.
+        name: The argument's name, for the messages.
+        batch: Whether a batch is allowed.
+
+    Returns:
+        The image as a float32 array.
+
+    Raises:
+        ConfigError: the shape is not RGB (an alpha channel, a grey image), a list
+            mixes shapes, or a value is NaN, infinite or outside 0..255.
+
+    A float image whose largest value is at most 1 (0..1 scaled, the commonest
+    notebook mistake) runs, but with a UserWarning: it is nearly black in 0..255.
+    """
+    if isinstance(value, (list, tuple)):
+        if not batch:
+            raise ConfigError(f"{name} must be one [H, W, 3] image array, got a list")
+        shapes = {np.shape(image) for image in value}
+        if len(shapes) > 1:
+            shown_shapes = ", ".join(str(shape) for shape in sorted(shapes))
+            raise ConfigError(
+                f"{name}: the images of a batch must share one shape, got {shown_shapes}; "
+                "resize them to one shape or stylise them one at a time"
+            )
+    array = np.asarray(value)
+    scaled_float = np.issubdtype(array.dtype, np.floating)
+    if not np.issubdtype(array.dtype, np.number):
+        raise ConfigError(f"{name} must be a numeric image array, got dtype {array.dtype}")
+    layouts = "[H, W, 3] or [batch, H, W, 3]" if batch else "[H, W, 3]"
+    if array.ndim not in ((3, 4) if batch else (3,)) or array.shape[-1] != 3:
+        hint = ""
+        if array.ndim >= 3 and array.shape[-1] == 4:
+            hint = "; drop the alpha channel with image[..., :3]"
+        elif array.ndim == 2 or (array.ndim >= 3 and array.shape[-1] == 1):
+            hint = "; repeat a grey image to RGB with np.dstack([image] * 3)"
+        raise ConfigError(f"{name} must be {layouts} RGB, got shape {array.shape}{hint}")
+    if array.size == 0:
+        raise ConfigError(f"{name} is empty (shape {array.shape})")
+    array = array.astype(np.float32)
+    finite = np.isfinite(array)
+    if not finite.all():
+        raise ConfigError(
+            f"{name} has {array.size - np.count_nonzero(finite)} NaN or infinite values; "
+            "give finite RGB values in 0..255"
+        )
+    low, high = float(array.min()), float(array.max())
+    if low < 0.0 or high > 255.0:
+        raise ConfigError(
+            f"{name} has values in {low:g}..{high:g}, outside 0..255; give 8-bit RGB "
+            "values (scale 16-bit images by 255 / 65535)"
+        )
+    if scaled_float and 0.0 < high <= 1.0:
+        warnings.warn(
+            f"{name} has values in {low:g}..{high:g}: it looks scaled to 0..1, but images "
+            "are RGB in 0..255 (multiply by 255)",
+            UserWarning,
+            stacklevel=4,
+        )
+    return array
+
+
+def _style_images(images: list) -> list[np.ndarray]:
+    """Each style image checked (named by its index when there are several)."""
+    if not images:
+        return []
+    if len(images) == 1:
+        return [check_pixels(images[0], "style")]
+    return [check_pixels(image, f"style[{i}]") for i, image in enumerate(images)]
+
+
 def _numpy(value):
     return None if value is None else value.numpy()
 
@@ -829,5 +911,6 @@ __all__ = [
     "Stylizer",
     "resize_images",
     "scale_sizes",
+    "check_pixels",
     "stylize_arrays",
 ]
