@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import imageio_ffmpeg
 import numpy as np
 import pytest
 from PIL import Image
@@ -127,6 +128,14 @@ def test_a_clip_goes_end_to_end_with_its_frame_count_fps_and_audio(tmp_path):
     # 64x43 px frames; H.264's 4:2:0 colour needs even sides, so the video is 64x44.
     assert frames[0].shape == (44, 64, 3)
     assert video.has_audio(str(tmp_path / "out.mp4"))
+    # Exactly one video and one audio stream (not the source's streams mapped again).
+    probe = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(tmp_path / "out.mp4")],
+        capture_output=True,
+        text=True,
+    )
+    kinds = [line.split(": ")[1] for line in probe.stderr.splitlines() if "Stream #" in line]
+    assert kinds == ["Video", "Audio"], probe.stderr
     # The work directory is gone and nothing else was left beside the output.
     assert sorted(os.listdir(tmp_path)) == ["clip.mp4", "out.mp4"]
 

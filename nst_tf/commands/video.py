@@ -18,7 +18,7 @@ import hashlib
 import itertools
 import json
 import os
-import shutil
+import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +28,7 @@ from absl import logging
 
 from nst_tf.errors import ConfigError, ImageError, Interrupted, OutputError
 from nst_tf.io import images
+from nst_tf.io.paths import open_regular, shown
 from nst_tf.settings.config import INPUT, OUTPUT, RECIPE, Config, setting, settings_of
 
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -104,14 +105,31 @@ class Clip:
         path: The file or folder.
         fps: Its frame rate (24 for a folder).
         frames: Frame files of a folder input; None for a video file.
+        size: (width, height) its frames declare.
+        audio: Whether a video file has an audio track.
     """
 
     path: str
     fps: float
     frames: list[str] | None = None
+    size: tuple[int, int] = (0, 0)
+    audio: bool = False
 
-    def read(self, start: int = 0, count: int | None = None) -> Iterator[np.ndarray]:
-        """Yields frames [H, W, 3] uint8 from index `start`, at most `count` of them."""
+    def read(
+        self, start: int = 0, count: int | None = None, longest: int | None = None
+    ) -> Iterator[np.ndarray]:
+        """Yields frames [H, W, 3] uint8 from index `start`, at most `count` of them.
+
+        Args:
+            start: The first frame's index.
+            count: How many frames at most; None for all.
+            longest: If given, a video file's frames come out of ffmpeg already scaled so
+                their longest side is this, so a clip declaring huge frames never holds
+                one at full size in memory.
+
+        Raises:
+            ImageError: ffmpeg fails on the clip part way (a truncated or corrupt file).
+        """
         stop = None if count is None else start + count
         if self.frames is not None:
             for path in self.frames[start:stop]:
@@ -119,17 +137,85 @@ class Clip:
             return
         import imageio_ffmpeg  # pylint: disable=import-outside-toplevel
 
-        reader = imageio_ffmpeg.read_frames(self.path)
-        meta = next(reader)
-        width, height = meta["size"]
+        output_params = []
+        if longest is not None:
+            height, width = images.scaled_shape(self.size[1], self.size[0], longest)
+            output_params = ["-vf", f"scale={width}:{height}:flags=lanczos"]
         try:
-            for index, data in enumerate(reader):
-                if stop is not None and index >= stop:
-                    break
-                if index >= start:
-                    yield np.frombuffer(data, np.uint8).reshape(height, width, 3)
-        finally:
-            reader.close()
+            reader = imageio_ffmpeg.read_frames(self.path, output_params=output_params)
+            meta = next(reader)
+            width, height = meta["size"]
+            try:
+                for index, data in enumerate(reader):
+                    if stop is not None and index >= stop:
+                        break
+                    if index >= start:
+                        yield np.frombuffer(data, np.uint8).reshape(height, width, 3)
+            finally:
+                reader.close()
+        except (OSError, RuntimeError, StopIteration) as err:
+            raise ImageError(
+                f"--input={shown(self.path)}: ffmpeg failed ({_last_line(err)})"
+            ) from None
+
+
+# The pixels a clip's frame may declare: the same bound as a still image's.
+MAX_PIXELS = images.MAX_PIXELS
+
+
+def _last_line(text) -> str:
+    """The last non-empty line of ffmpeg's output (its own summary of what went wrong)."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("===")]
+    return lines[-1] if lines else "no output"
+
+
+def probe(path: str) -> Clip:
+    """Reads a video file's streams from ffmpeg's description of it, decoding nothing.
+
+    Raises:
+        ImageError: ffmpeg cannot read it, it is a still image, it has no video stream, or
+            its frames have more than MAX_PIXELS pixels.
+    """
+    import imageio_ffmpeg  # pylint: disable=import-outside-toplevel
+
+    with open_regular(path, ImageError, f"--input={shown(path)}"):
+        pass
+    result = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", path],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        check=False,
+        timeout=60,
+    )
+    label = f"--input={shown(path)}"
+    container = re.search(r"^Input #0, (\S+?), from", result.stderr, re.M)
+    if container is None:
+        raise ImageError(f"{label} is not a video ffmpeg can read ({_last_line(result.stderr)})")
+    # ffmpeg reads a lone JPEG or PNG as a one-frame "video" (its image demuxers).
+    if container.group(1).endswith("_pipe") or container.group(1).startswith("image2"):
+        raise ImageError(f"{label} is a still image ({container.group(1)}), not a video")
+    streams = [line for line in result.stderr.splitlines() if line.lstrip().startswith("Stream #")]
+    videos = [line for line in streams if "Video:" in line and "attached pic" not in line]
+    if not videos:
+        raise ImageError(f"{label} is not a video: it has no video stream")
+    size = re.search(r", (\d+)x(\d+)", videos[0])
+    if size is None:
+        raise ImageError(f"{label}: ffmpeg gives no frame size for its video stream")
+    width, height = int(size.group(1)), int(size.group(2))
+    if width * height > MAX_PIXELS:
+        raise ImageError(
+            f"{label} declares {width}x{height} frames, more than {MAX_PIXELS} pixels; "
+            "downscale it before using it"
+        )
+    fps = re.search(r"([\d.]+) fps", videos[0])
+    return Clip(
+        path,
+        float(fps.group(1)) if fps and float(fps.group(1)) > 0 else 24.0,
+        size=(width, height),
+        audio=any("Audio:" in line for line in streams),
+    )
 
 
 def open_clip(path: str) -> Clip:
@@ -150,15 +236,7 @@ def open_clip(path: str) -> Clip:
         return Clip(path, 24.0, frames)
     if not os.path.isfile(path):
         raise ImageError(f"--input={path!r}: no such file or folder; check the path")
-    import imageio_ffmpeg  # pylint: disable=import-outside-toplevel
-
-    try:
-        reader = imageio_ffmpeg.read_frames(path)
-        meta = next(reader)
-        reader.close()
-    except (OSError, RuntimeError, StopIteration) as err:
-        raise ImageError(f"--input={path!r} is not a video ffmpeg can read ({err})") from None
-    return Clip(path, float(meta.get("fps") or 24.0))
+    return probe(path)
 
 
 def _check_same_size(frames: list[str]) -> None:
@@ -180,14 +258,20 @@ def _check_same_size(frames: list[str]) -> None:
             )
 
 
-def write_video(frames: list[str], path: str, fps: float, audio_from: str | None) -> None:
-    """Encodes frame files as H.264 into `path`, atomically, with audio_from's audio track.
+def write_video(
+    frames: list[str], path: str, fps: float, audio: tuple[str, float, float] | None = None
+) -> None:
+    """Encodes frame files as H.264 into `path`, atomically, with a stretch of audio.
 
     Args:
         frames: The frame files in order.
         path: The .mp4 (or other ffmpeg container) to write.
         fps: Frame rate.
-        audio_from: A video file whose audio (if any) is copied in; None for none.
+        audio: (file, start, seconds): the audio of `file` from `start` seconds, `seconds`
+            long, goes with the frames; None for a silent video.
+
+    Raises:
+        OutputError: ffmpeg fails (in one line).
     """
     import imageio_ffmpeg  # pylint: disable=import-outside-toplevel
 
@@ -196,44 +280,55 @@ def write_video(frames: list[str], path: str, fps: float, audio_from: str | None
     directory = os.path.dirname(os.path.abspath(path))
     stem, ext = os.path.splitext(os.path.basename(path))
     temp = os.path.join(directory, f".{stem}.{os.getpid()}.tmp{ext}")
-    # Map the encoded frames and, if there is one, the source's audio; ffmpeg's own choice
-    # would take the best video stream of all inputs, the source's included.
-    output_params = ["-map", "0:v:0"] + (["-map", "1:a?"] if audio_from else [])
-    writer = imageio_ffmpeg.write_frames(
-        temp,
-        (width, height),
-        fps=fps,
-        codec="libx264",
-        quality=8,
-        macro_block_size=2,
-        audio_path=audio_from,
-        audio_codec="copy" if audio_from else None,
-        output_params=output_params,
-    )
+    silent = os.path.join(directory, f".{stem}.{os.getpid()}.video{ext}")
     try:
+        writer = imageio_ffmpeg.write_frames(
+            silent if audio else temp,
+            (width, height),
+            fps=fps,
+            codec="libx264",
+            quality=8,
+            macro_block_size=2,
+        )
         writer.send(None)
         for frame in frames:
             writer.send(np.ascontiguousarray(images.to_uint8(images.load_image(frame))))
         writer.close()
+        if audio:
+            _mux_audio(silent, audio, temp)
         os.replace(temp, path)
-    except BaseException:
-        writer.close()
-        if os.path.exists(temp):
-            os.remove(temp)
-        raise
+    except (OSError, RuntimeError) as err:
+        raise OutputError(
+            f"cannot write {shown(path)}: ffmpeg failed ({_last_line(err)})"
+        ) from None
+    finally:
+        for leftover in (silent, temp):
+            if os.path.exists(leftover):
+                os.remove(leftover)
+
+
+def _mux_audio(video_path: str, audio: tuple[str, float, float], output: str) -> None:
+    """Writes `output`: the one video stream of `video_path` and a stretch of audio.
+
+    The audio is re-encoded (AAC) so it starts on the first frame kept, not on the
+    nearest packet before it.
+    """
+    import imageio_ffmpeg  # pylint: disable=import-outside-toplevel
+
+    source, start, seconds = audio
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-i", video_path]
+    command += ["-ss", f"{start:.6f}", "-t", f"{seconds:.6f}", "-i", source]
+    command += ["-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", output]
+    result = subprocess.run(
+        command, capture_output=True, text=True, errors="replace", check=False, timeout=3600
+    )
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr)
 
 
 def has_audio(path: str) -> bool:
-    """Whether a media file has an audio stream (as ffmpeg reports it)."""
-    import imageio_ffmpeg  # pylint: disable=import-outside-toplevel
-
-    probe = subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", path],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return any("Audio:" in line for line in probe.stderr.splitlines() if "Stream #" in line)
+    """Whether a video file has an audio stream (as ffmpeg reports it)."""
+    return probe(path).audio
 
 
 # --- optical flow --------------------------------------------------------------------------
@@ -313,14 +408,99 @@ def work_dir_for(output: str) -> str:
     return os.path.abspath(output).rstrip(os.sep) + ".frames"
 
 
-def _recipe_key(config: Config, settings: VideoSettings, clip: Clip) -> str:
-    """A key of everything that shapes the frames: frames from other settings never mix."""
-    values = {
-        "config": config.of(RECIPE, INPUT),
-        "video": settings_of(settings, RECIPE, INPUT),
-        "input": os.path.abspath(clip.path),
-    }
+def _recipe_key(config: Config, settings: VideoSettings) -> str:
+    """A key of every setting that shapes the frames: frames from other settings never mix."""
+    values = {"config": config.of(RECIPE, INPUT), "video": settings_of(settings, RECIPE, INPUT)}
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+
+
+def _file_sha256(path: str, digest=None):
+    """Feeds a regular file's bytes into `digest` (a new sha256 if None) and returns it.
+
+    Only a regular file is opened, and no more than the size it had when opened is read,
+    so neither a FIFO nor a file that keeps growing can hold the run.
+    """
+    digest = digest or hashlib.sha256()
+    with open_regular(path, ImageError) as file:
+        left = os.fstat(file.fileno()).st_size
+        while left > 0:
+            chunk = file.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            digest.update(chunk)
+            left -= len(chunk)
+    return digest
+
+
+def content_key(clip: Clip) -> str:
+    """The sha256 of a clip's bytes (of a folder's frame names and bytes, in order)."""
+    if clip.frames is None:
+        return _file_sha256(clip.path).hexdigest()
+    digest = hashlib.sha256()
+    for path in clip.frames:
+        digest.update(os.path.basename(path).encode() + b"\0")
+        _file_sha256(path, digest)
+    return digest.hexdigest()
+
+
+MARKER = ".nst_tf_video.json"
+
+
+def check_work_dir(work: str) -> None:
+    """Refuses a work folder this program did not make: only an empty one or one holding
+    our marker is ever written into or removed.
+
+    Raises:
+        OutputError: `work` is a file, or a non-empty folder without our marker.
+    """
+    if not os.path.lexists(work):
+        return
+    if not os.path.isdir(work) or os.path.islink(work):
+        raise OutputError(f"{shown(work)} is in the way and is not a folder nst_tf made; move it")
+    if os.listdir(work) and not os.path.isfile(os.path.join(work, MARKER)):
+        raise OutputError(
+            f"{shown(work)} holds files nst_tf did not make (no {MARKER}); move them, or "
+            "give another --output"
+        )
+
+
+def _claim_work_dir(work: str, recipe: str, content: str) -> None:
+    """Makes or adopts the work folder for this recipe and clip.
+
+    Frames of the same recipe but another clip (the file was replaced) are removed, so
+    the run starts again instead of mixing two clips; frames of another recipe are refused.
+    """
+    check_work_dir(work)
+    os.makedirs(work, exist_ok=True)
+    marker = os.path.join(work, MARKER)
+    if os.path.exists(marker):
+        with open(marker, encoding="utf-8") as f:
+            saved = json.load(f)
+        if saved.get("key") != recipe:
+            raise ConfigError(
+                f"{shown(work)} holds frames made with other settings; delete it to start "
+                "again, or run with the settings that made them"
+            )
+        if saved.get("input_sha256") == content:
+            return
+        stale = glob.glob(os.path.join(work, "frame_*.png"))
+        if stale:
+            logging.warning("the input changed since %s was started; starting again", shown(work))
+        for path in stale:
+            os.remove(path)
+    with images.atomic_write(marker, "w") as f:
+        json.dump({"key": recipe, "input_sha256": content}, f)
+
+
+def _remove_work(work: str, ours: list[str]) -> None:
+    """Removes the files we wrote in the work folder, then the folder if nothing else is."""
+    for path in ours:
+        if os.path.exists(path):
+            os.remove(path)
+    try:
+        os.rmdir(work)
+    except OSError:
+        logging.warning("left %s: it holds files nst_tf did not write", shown(work))
 
 
 @dataclasses.dataclass
@@ -373,33 +553,14 @@ def stylize_video(
     settings.validate()
     clip = open_clip(input_path)
     total = len(clip.frames) if clip.frames is not None else None
-    frames_in = clip.read(settings.start, settings.frames)
+    frames_in = clip.read(settings.start, settings.frames, config.size)
     first = next(frames_in, None)
     if first is None:
         raise ImageError(f"--input={input_path!r} has no frame at --start={settings.start}")
     to_folder = not os.path.splitext(output)[1]
     work = output if to_folder else work_dir_for(output)
-    os.makedirs(work, exist_ok=True)
-    key = _recipe_key(config, settings, clip)
-    # The marker says which settings made the frames here; it stays in a frames folder so
-    # that the same command again finds the work done, and other settings are refused.
-    marker = os.path.join(work, ".nst_tf_video.json")
-    if os.path.exists(marker):
-        with open(marker, encoding="utf-8") as f:
-            saved = json.load(f)
-        if saved.get("key") != key:
-            raise ConfigError(
-                f"{work} holds frames made with other settings; delete it to start again, "
-                "or run with the settings that made them"
-            )
-    else:
-        if _finished_frames(work):
-            raise OutputError(
-                f"{work} holds frame_*.png files this program did not make; give an empty "
-                "or new folder"
-            )
-        with images.atomic_write(marker, "w") as f:
-            json.dump({"key": key, "input": os.path.abspath(clip.path)}, f)
+    _claim_work_dir(work, _recipe_key(config, settings), content_key(clip))
+    marker = os.path.join(work, MARKER)
     if stylizer is None:
         stylizer = Stylizer(config, temporal_weight=settings.temporal_weight)
     done = _finished_frames(work)
@@ -435,8 +596,11 @@ def stylize_video(
     frames = sorted(glob.glob(os.path.join(work, "frame_*.png")))
     if not to_folder:
         fps = settings.fps or clip.fps
-        write_video(frames, output, fps, clip.path if clip.frames is None else None)
-        shutil.rmtree(work)
+        audio = None
+        if clip.audio:
+            audio = (clip.path, settings.start / clip.fps, len(frames) / clip.fps)
+        write_video(frames, output, fps, audio)
+        _remove_work(work, frames + [marker])
     return output
 
 
@@ -517,6 +681,7 @@ def run_video(config: Config, settings: VideoSettings, input_path: str, output: 
     inputs += [("style", path) for path in config.style_paths()]
     inputs += [("style_targets", config.style_targets)] if config.style_targets else []
     check_no_overlap(written, inputs)
+    check_work_dir(output if to_folder else work_dir_for(output))
     check_writable_directory(
         output if to_folder else os.path.dirname(os.path.abspath(output)), "output"
     )
