@@ -506,3 +506,104 @@ def test_valid_fuzz_seeds_load(tmp_path):
         path = tmp_path / f"seed{index}.img"
         path.write_bytes(data)
         assert images.load_image(str(path)).shape[:2] in [(6, 5), (5, 6)]
+
+
+# --- print info: what is carried from the content into the output (issue 23, rule 2) -----
+
+
+def _srgb_profile() -> bytes:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+@pytest.mark.parametrize("dpi", [4e9, 1e6, 0.01])
+def test_an_absurd_dpi_is_dropped_with_a_warning(tmp_path, caplog, dpi):
+    path = save(Image.fromarray(random_rgb(8, 8)), tmp_path / "scan.tif", dpi=(dpi, dpi))
+    with caplog.at_level("WARNING"):
+        info = images.read_print_info(path)
+    assert info.dpi is None
+    assert "not a print resolution" in caplog.text and "scan.tif" in caplog.text
+
+
+@pytest.mark.parametrize("dpi", [1.0, 300.0, 100_000.0])
+def test_a_plausible_dpi_is_kept(tmp_path, dpi):
+    path = save(Image.fromarray(random_rgb(8, 8)), tmp_path / "scan.tif", dpi=(dpi, dpi))
+    assert images.read_print_info(path).dpi == pytest.approx((dpi, dpi))
+
+
+@pytest.mark.parametrize(
+    "name, bit_depth", [("out.png", 8), ("out.png", 16), ("out.tif", 16), ("out.jpg", 8)]
+)
+def test_the_absurd_dpi_that_broke_saving_is_probed_and_never_reaches_the_writer(
+    tmp_path, name, bit_depth
+):
+    # The red team's TIFF: every step ran, then Pillow's pHYs overflowed (8-bit PNG) or
+    # pypng's struct packing failed (16-bit PNG).
+    content = save(Image.fromarray(random_rgb(8, 8)), tmp_path / "scan.tif", dpi=(4e9, 4e9))
+    out = str(tmp_path / name)
+    info = images.probe_print_info(images.read_print_info(content), out, bit_depth)
+    assert info.dpi is None
+    images.save_image(random_rgb(8, 8).astype(np.float32), out, bit_depth, info)
+    assert images.load_image(out).shape == (8, 8, 3)
+
+
+@pytest.mark.parametrize("name, bit_depth", [("out.png", 8), ("out.png", 16)])
+def test_the_probe_drops_what_the_writer_cannot_carry(tmp_path, caplog, name, bit_depth):
+    # Built by hand, past read_print_info's checks: the probe is the last line of defence.
+    info = images.PrintInfo(_srgb_profile(), (4e9, 4e9))
+    out = str(tmp_path / name)
+    with caplog.at_level("WARNING"):
+        probed = images.probe_print_info(info, out, bit_depth)
+    assert probed == images.PrintInfo(info.icc_profile, None)
+    assert "cannot carry the content's DPI" in caplog.text
+    assert not os.listdir(tmp_path)  # the probe writes nothing to disk
+
+
+def test_save_image_turns_a_writer_overflow_into_an_output_error(tmp_path):
+    info = images.PrintInfo(None, (4e9, 4e9))
+    for name, bit_depth in [("out.png", 8), ("out.png", 16)]:
+        with pytest.raises(OutputError, match="cannot write"):
+            images.save_image(np.zeros((4, 4, 3)), str(tmp_path / name), bit_depth, info)
+    assert not os.listdir(tmp_path)
+
+
+def test_valid_print_info_passes_the_probe_unchanged(tmp_path):
+    info = images.PrintInfo(_srgb_profile(), (300.0, 300.0))
+    for name, bit_depth in [("a.png", 8), ("a.png", 16), ("a.tif", 16), ("a.jpg", 8)]:
+        assert images.probe_print_info(info, str(tmp_path / name), bit_depth) == info
+
+
+@pytest.mark.parametrize("size", [2_850_000, 3000])
+def test_a_garbage_icc_profile_is_dropped_with_a_warning(tmp_path, caplog, size):
+    # The red team's JPEG carried 2.85 MB of random bytes as its profile; copied as it
+    # was, nst_tf then refused its own PNG output (Pillow's MAX_TEXT_CHUNK).
+    garbage = np.random.default_rng(size).bytes(size)
+    path = save(Image.fromarray(smooth_rgb(16, 16)), tmp_path / "photo.jpg", icc_profile=garbage)
+    with Image.open(path) as img:
+        assert img.info["icc_profile"] == garbage  # the file really carries it
+    with caplog.at_level("WARNING"):
+        info = images.read_print_info(path)
+    assert info.icc_profile is None
+    assert "ICC profile" in caplog.text and "photo.jpg" in caplog.text
+    for name, bit_depth in [("out.png", 8), ("out.png", 16), ("out.tif", 16)]:
+        out = str(tmp_path / name)
+        images.save_image(smooth_rgb(16, 16).astype(np.float32), out, bit_depth, info)
+        assert images.load_image(out).shape == (16, 16, 3)
+
+
+def test_a_valid_profile_larger_than_the_png_reader_takes_is_dropped(tmp_path, caplog):
+    # A parseable profile padded past MAX_ICC_BYTES: nst_tf could not read a PNG with it.
+    profile = _srgb_profile()
+    padded = profile + bytes(images.MAX_ICC_BYTES)
+    padded = len(padded).to_bytes(4, "big") + padded[4:]
+    path = save(Image.fromarray(smooth_rgb(16, 16)), tmp_path / "photo.jpg", icc_profile=padded)
+    with caplog.at_level("WARNING"):
+        assert images.read_print_info(path).icc_profile is None
+    assert f"more than {images.MAX_ICC_BYTES}" in caplog.text
+
+
+def test_a_valid_profile_is_kept(tmp_path):
+    profile = _srgb_profile()
+    path = save(Image.fromarray(smooth_rgb(16, 16)), tmp_path / "photo.jpg", icc_profile=profile)
+    assert images.read_print_info(path).icc_profile == profile

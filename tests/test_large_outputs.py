@@ -196,6 +196,39 @@ def test_an_8_bit_png_carries_the_profile_and_dpi(tmp_path):
     assert images.read_print_info(str(tmp_path / "plain.png")) == images.PrintInfo()
 
 
+@pytest.mark.parametrize(
+    "content, extension, bit_depth, dropped",
+    [
+        ("scan.tif", ".png", 8, "DPI"),
+        ("scan.tif", ".png", 16, "DPI"),
+        ("photo.jpg", ".png", 8, "profile"),
+        ("photo.jpg", ".png", 16, "profile"),
+    ],
+)
+def test_a_corrupt_dpi_or_profile_in_the_content_is_dropped_not_fatal(
+    d, content, extension, bit_depth, dropped
+):
+    """Issue 23: a 4e9 DPI TIFF failed at save time after every step; a 2.85 MB garbage
+    profile was copied into a PNG that nst_tf then refused to read."""
+    photo = Image.fromarray(np.random.default_rng(5).integers(0, 256, (40, 56, 3), np.uint8))
+    if content == "scan.tif":
+        photo.save(d / content, dpi=(4e9, 4e9))
+    else:
+        photo.save(d / content, icc_profile=np.random.default_rng(6).bytes(2_850_000))
+    output = d / f"print{extension}"
+    args = cli_args(d, content=d / content, output=output)
+    args += ["--size=32", "--min_size=0", "--steps=2", f"--bit_depth={bit_depth}"]
+    result = run_cli(*args, "--checkpoint_every=0", cwd=d)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    warning = [line for line in result.stderr.splitlines() if content in line]
+    assert len(warning) == 1 and f"the output gets no {dropped}" in warning[0], result.stderr
+    assert images.load_image(str(output)).shape == (23, 32, 3)
+    with Image.open(output) as img:
+        assert "icc_profile" not in img.info and "dpi" not in img.info
+    assert (d / "out.png").read_bytes() == PRECIOUS
+
+
 # --- bad values through the command line ------------------------------------------------------
 
 

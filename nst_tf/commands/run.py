@@ -139,7 +139,11 @@ def stylize(config: Config, flags: str = "") -> RunResult:
     masks = load_masks(config)
     check_memory(config, content, style)
     weights.check_vgg19(source)
-    print_info = images.read_print_info(config.content or images.sample_path("content"))
+    print_info = images.probe_print_info(
+        images.read_print_info(config.content or images.sample_path("content")),
+        config.output,
+        config.bit_depth,
+    )
     if isinstance(style, StyleTargets):
         check_compatible(
             style, config.style_layers, config.normalization, source.sha256, config.pooling

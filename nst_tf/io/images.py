@@ -14,7 +14,8 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from absl import logging
+from PIL import Image, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from nst_tf.errors import ImageError, OutputError
 from nst_tf.io.paths import check_writable_file, open_regular, shown
@@ -257,22 +258,118 @@ class PrintInfo:
     dpi: tuple[float, float] | None = None
 
 
+# The DPI carried into an output: anything outside this range is a corrupt tag, not a
+# print size (scanners top out near 10^4), and beyond ~1.1e8 it overflows PNG's pHYs.
+MIN_DPI, MAX_DPI = 1.0, 100_000.0
+# The largest ICC profile carried into an output: Pillow refuses to read back a PNG whose
+# decompressed iCCP chunk is larger, and real profiles are a few hundred KB at most.
+MAX_ICC_BYTES = PngImagePlugin.MAX_TEXT_CHUNK
+
+
+def _checked_dpi(dpi, label: str) -> tuple[float, float] | None:
+    """The DPI pair if it is a plausible print resolution; None (with a warning) if not."""
+    try:
+        pair = (float(dpi[0]), float(dpi[1]))
+    except (TypeError, ValueError, IndexError):
+        pair = None
+    if pair is not None and all(MIN_DPI <= d <= MAX_DPI for d in pair):
+        return pair
+    logging.warning(
+        "%s: its DPI %s is not a print resolution (%g..%g); the output gets no DPI",
+        label,
+        pair or dpi,
+        MIN_DPI,
+        MAX_DPI,
+    )
+    return None
+
+
+def _checked_icc(icc: bytes, label: str) -> bytes | None:
+    """The ICC profile if LittleCMS parses it and it is not oversized; None (with a
+    warning) if not."""
+    if len(icc) > MAX_ICC_BYTES:
+        problem = f"is {len(icc)} bytes, more than {MAX_ICC_BYTES}"
+    else:
+        try:
+            ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            return icc
+        except (OSError, ValueError, TypeError, ImageCms.PyCMSError):
+            problem = "is not a valid profile"
+    logging.warning("%s: its ICC profile %s; the output gets no profile", label, problem)
+    return None
+
+
 def read_print_info(path: str) -> PrintInfo:
     """The ICC profile and DPI of an image file (empty where it has none or is unreadable).
+
+    Only what is valid is kept: a DPI outside MIN_DPI..MAX_DPI, or an ICC profile that
+    does not parse or is larger than MAX_ICC_BYTES, is dropped with a warning, so that
+    a corrupt tag in the content never makes the output unwritable or unreadable.
 
     Args:
         path: An image file that load_image has already read.
     """
     try:
-        with Image.open(path) as img:
+        with Image.open(path, formats=INPUT_FORMATS) as img:
             icc = img.info.get("icc_profile") or None
             dpi = img.info.get("dpi")
     except (OSError, ValueError, SyntaxError):
         return PrintInfo()
-    if dpi is not None:
-        dpi = (float(dpi[0]), float(dpi[1]))
-        dpi = dpi if min(dpi) > 0 else None
+    label = shown(path)
+    if icc is not None:
+        icc = _checked_icc(bytes(icc), label)
+    if dpi is not None and dpi != (0, 0):  # (0, 0): a resolution tag left unset
+        dpi = _checked_dpi(dpi, label)
     return PrintInfo(icc, dpi)
+
+
+def probe_print_info(info: PrintInfo, path: str, bit_depth: int = 8) -> PrintInfo:
+    """Writes and reads back a tiny image as save_image would write `path`, up front.
+
+    Whatever the output's writer (Pillow, pypng, tifffile) cannot write with the
+    image, or nst_tf cannot read back, is dropped with a warning, before a run's
+    steps are spent.
+
+    Args:
+        info: The print info read from the content (read_print_info).
+        path: The output path (its extension picks the writer).
+        bit_depth: 8 or 16, as for save_image.
+
+    Returns:
+        The print info that the output's writer and reader both accept.
+
+    Raises:
+        OutputError: the writer fails even with no print info.
+    """
+    fmt = _format_for(path)
+    tiny = np.zeros((2, 2, 3), np.float32)
+    candidates = [info, dataclasses.replace(info, dpi=None), PrintInfo(info.icc_profile)]
+    candidates += [dataclasses.replace(info, icc_profile=None), PrintInfo()]
+    problem = None
+    for candidate in dict.fromkeys(candidates):  # in order, without repeats
+        buffer = io.BytesIO()
+        try:
+            _encode(buffer, tiny, fmt, bit_depth, candidate)
+            if fmt in INPUT_FORMATS:  # nst_tf must read its own output back
+                buffer.seek(0)
+                _decode(buffer, None)
+        except _WRITE_ERRORS + (SyntaxError, EOFError, IndexError) as err:
+            problem = problem or err
+            continue
+        if candidate != info:
+            dropped = [
+                name
+                for name, value in (("ICC profile", "icc_profile"), ("DPI", "dpi"))
+                if getattr(info, value) is not None and getattr(candidate, value) is None
+            ]
+            logging.warning(
+                "%s cannot carry the content's %s (%s); writing it without",
+                shown(path),
+                " and ".join(dropped),
+                problem,
+            )
+        return candidate
+    raise OutputError(f"cannot write {shown(path)}: {problem}")
 
 
 def to_uint16(image: np.ndarray) -> np.ndarray:
@@ -296,22 +393,33 @@ def save_image(
         OutputError: the path cannot be written.
     """
     fmt = _format_for(path)
-    info = info or PrintInfo()
-    options = {"quality": 95} if fmt == "JPEG" else {}
-    if info.icc_profile:
-        options["icc_profile"] = info.icc_profile
-    if info.dpi:
-        options["dpi"] = info.dpi
     try:
         with atomic_write(path) as f:
-            if bit_depth == 16 and fmt == "PNG":
-                _write_png16(f, image, info)
-            elif bit_depth == 16:
-                _write_tiff16(f, image, info)
-            else:
-                Image.fromarray(to_uint8(np.asarray(image)), "RGB").save(f, format=fmt, **options)
-    except OSError as err:
-        raise OutputError(f"cannot write {shown(path)}: {err.strerror or err}") from None
+            _encode(f, image, fmt, bit_depth, info or PrintInfo())
+    except _WRITE_ERRORS as err:
+        raise OutputError(
+            f"cannot write {shown(path)}: {getattr(err, 'strerror', None) or err}"
+        ) from None
+
+
+# What the writers raise on values they cannot encode (Pillow's OverflowError for a huge
+# pHYs, pypng's struct.error), besides the file system's OSError.
+_WRITE_ERRORS = (OSError, ValueError, OverflowError, struct.error)
+
+
+def _encode(f, image: np.ndarray, fmt: str, bit_depth: int, info: PrintInfo) -> None:
+    """Writes `image` to the open file `f` in `fmt` at `bit_depth` with `info`."""
+    if bit_depth == 16 and fmt == "PNG":
+        _write_png16(f, image, info)
+    elif bit_depth == 16:
+        _write_tiff16(f, image, info)
+    else:
+        options = {"quality": 95} if fmt == "JPEG" else {}
+        if info.icc_profile:
+            options["icc_profile"] = info.icc_profile
+        if info.dpi:
+            options["dpi"] = info.dpi
+        Image.fromarray(to_uint8(np.asarray(image)), "RGB").save(f, format=fmt, **options)
 
 
 def _write_tiff16(f, image: np.ndarray, info: PrintInfo) -> None:
