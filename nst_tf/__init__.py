@@ -11,8 +11,7 @@ Use from Python::
 
 from nst_tf.errors import ConfigError, ImageError, NstError, OutputError, WeightsError
 from nst_tf.settings.config import Config, validate
-
-__version__ = "0.2.0"
+from nst_tf.version import __version__  # noqa: F401  (the public version)
 
 
 def stylize(config: Config):

@@ -106,7 +106,8 @@ class Scorer:
         # TensorFlow loads only when scoring is needed (not for --help).
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-        from nst_tf.core.objective import Objective, Targets  # pylint: disable=C0415
+        from nst_tf.core.objective import Targets  # pylint: disable=C0415
+        from nst_tf.engine.stylizer import objective_of  # pylint: disable=C0415
         from nst_tf.model.features import (
             FeatureExtractor,
         )  # pylint: disable=import-outside-toplevel
@@ -115,7 +116,7 @@ class Scorer:
         self.tf = tf
         config = Config(**objective_settings())
         self.model = FeatureExtractor(config.layers, "auto", "float32")
-        self.objective = Objective(config)
+        self.objective = objective_of(config)
         content_x = self._load(content)
         features = self.model(content_x)
         style_stats = self.objective.style_statistics(self.model(self._load(style)))

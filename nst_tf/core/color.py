@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from nst_tf.settings.config import COLOR_SPACES
+# The colour spaces luminance-only transfer can use (the settings offer these).
+COLOR_SPACES = ("yuv", "ycbcr", "lab")
 
 # BT.601 analogue YUV and the JPEG (full-range) YCbCr, on values in 0..1.
 _YUV = np.array([[0.299, 0.587, 0.114], [-0.14713, -0.28886, 0.436], [0.615, -0.51499, -0.10001]])

@@ -16,7 +16,6 @@ import numpy as np
 import tensorflow as tf
 
 from nst_tf.core import losses
-from nst_tf.settings.config import Config
 
 
 class LayerStats(NamedTuple):
@@ -85,24 +84,32 @@ class Objective:
     """The weighted sum of content, style and TV losses; weights are applied only here.
 
     Args:
-        config: The run's settings: layers and their weights, loss weights, the
-            normalisation and the style loss.
-        temporal_weight: Weight of the temporal loss of video frames (0: no such term).
+        content_weights: Content layer name -> weight.
+        style_weights: Style layer name -> weight.
+        weights: Loss term -> weight: "content", "style", "tv" and, for video frames,
+            "temporal".
+        normalization: How the style loss is normalised ("mean" or "course").
+        style_loss: "gram" or "wasserstein".
     """
 
-    def __init__(self, config: Config, temporal_weight: float = 0.0):
-        self.normalization = config.normalization
-        self.style_loss = config.style_loss
-        self.content_weights = config.content_weights()
-        self.style_weights = config.layer_weights()
-        self.weights = {
-            "content": float(config.content_weight),
-            "style": float(config.style_weight),
-            "tv": float(config.tv_weight),
-        }
+    def __init__(
+        self,
+        *,
+        content_weights: dict[str, float],
+        style_weights: dict[str, float],
+        weights: dict[str, float],
+        normalization: str,
+        style_loss: str,
+    ):
+        self.normalization = normalization
+        self.style_loss = style_loss
+        self.content_weights = dict(content_weights)
+        self.style_weights = dict(style_weights)
+        self.weights = {name: float(value) for name, value in weights.items()}
+        temporal_weight = self.weights.get("temporal", 0.0)
+        if not temporal_weight:
+            self.weights.pop("temporal", None)
         temporal = ("temporal", "weighted/temporal") if temporal_weight else ()
-        if temporal_weight:
-            self.weights["temporal"] = float(temporal_weight)
         self.term_names = (
             ("total", "content", "style", "tv", "weighted/content", "weighted/tv")
             + temporal

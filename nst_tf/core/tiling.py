@@ -33,8 +33,13 @@ import tensorflow as tf
 
 from nst_tf.core import losses
 from nst_tf.core.objective import LayerStats, Objective, Targets
-from nst_tf.engine.memory import Tile, halo_and_grid, plan_tiles, split_halo_and_grid
-from nst_tf.settings.config import layer_downsampling
+from nst_tf.model.vgg19 import (
+    Tile,
+    halo_and_grid,
+    layer_downsampling,
+    plan_tiles,
+    split_halo_and_grid,
+)
 
 
 def _interior(tensor: tf.Tensor, tile: Tile, cell: int, frame: str = "crop") -> tf.Tensor:

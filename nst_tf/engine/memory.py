@@ -1,8 +1,7 @@
 """How much memory a scale needs, whole or tiled, and how to tile it to fit a budget.
 
 Free of TensorFlow, so that a run that cannot fit is refused before TensorFlow loads.
-The tile layout lives here too (which pixels each tile holds): the halo and the grid
-follow from VGG19's geometry alone, and both the estimate and nst_tf.core.tiling use them.
+The tile layout (which pixels each tile holds) is VGG19 geometry, in nst_tf.model.vgg19.
 """
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Sequence
 
 from absl import logging
 
@@ -18,7 +16,17 @@ from nst_tf.errors import ConfigError
 from nst_tf.io import images
 from nst_tf.io.targets import StyleTargets
 from nst_tf.machine import cpu_has_bfloat16
-from nst_tf.settings.config import SPLIT_BEFORE, VGG19_CONV_LAYERS, Config, layer_downsampling
+from nst_tf.model.vgg19 import (  # noqa: F401  (re-exported for the planner's callers)
+    SPLIT_BEFORE,
+    VGG19_CONV_LAYERS,
+    Tile,
+    halo_and_grid,
+    layer_downsampling,
+    plan_tiles,
+    receptive_field,
+    split_halo_and_grid,
+)
+from nst_tf.settings.config import Config
 
 # Peak resident memory of an untiled run, measured by scripts/benchmark.py's probe (float32,
 # 2-core CPUs): about 0.8 GB for TensorFlow and the weights plus 3.9 KB per output pixel for
@@ -53,108 +61,6 @@ HISTORY_SHARE = 0.25
 MIN_PAIRS = 5
 # The default budget: this share of the memory available when the run starts.
 AVAILABLE_SHARE = 0.8
-
-
-def receptive_field(layer: str) -> tuple[int, int]:
-    """How far a feature of `layer` sees beyond its own pooling cell, left and right.
-
-    A feature at position p of a layer downsampled d times depends on the input pixels
-    d*p - left ... d*p + d - 1 + right: each 3x3 convolution widens the range by one
-    position of its own resolution, and each 2x2 pooling doubles it.
-
-    Args:
-        layer: A VGG19 conv layer name, e.g. "block5_conv1".
-
-    Returns:
-        (left, right) in pixels.
-    """
-    # Walk from the layer back to the input: [lo, hi] is the range of the current
-    # resolution's positions that feature 0 depends on.
-    lo = hi = 0
-    for name in reversed(VGG19_CONV_LAYERS[: VGG19_CONV_LAYERS.index(layer) + 1]):
-        lo, hi = lo - 1, hi + 1  # the 3x3 convolution
-        if name.endswith("_conv1") and not name.startswith("block1"):
-            lo, hi = 2 * lo, 2 * hi + 1  # the 2x2 pooling before this block
-    return -lo, hi - (layer_downsampling(layer) - 1)
-
-
-def halo_and_grid(layers: Sequence[str]) -> tuple[int, int]:
-    """The halo a tile needs for these layers, and the grid tile origins must lie on.
-
-    Returns:
-        (halo, grid): the grid is the downsampling of the deepest layer (16 for block5);
-        the halo is the widest receptive field rounded up to the grid, so that a tile's
-        crop also starts on the grid.
-    """
-    grid = max(layer_downsampling(name) for name in layers)
-    reach = max(max(receptive_field(name)) for name in layers)
-    return grid * math.ceil(reach / grid), grid
-
-
-def split_halo_and_grid(layers: Sequence[str]) -> tuple[int, int] | None:
-    """The halo and grid of the head's tiles in the split tiled step.
-
-    The head (the layers before SPLIT_BEFORE) runs tile by tile and ends in the input of
-    SPLIT_BEFORE, at a quarter of the resolution; that map must be exact in each tile's
-    interior, as must the head's own requested layers.
-
-    Returns:
-        (halo, grid), or None when no layer used is at or after SPLIT_BEFORE (the whole
-        network is then the head, and there is nothing to split).
-    """
-    order = VGG19_CONV_LAYERS.index
-    if max(order(name) for name in layers) < order(SPLIT_BEFORE):
-        return None
-    grid = layer_downsampling(SPLIT_BEFORE)
-    # The input of SPLIT_BEFORE reaches as far as its features less its own 3x3
-    # convolution: one position of its resolution on each side.
-    reach = max(receptive_field(SPLIT_BEFORE)) - grid
-    for name in layers:
-        if order(name) < order(SPLIT_BEFORE):
-            reach = max(reach, *receptive_field(name))
-    return grid * math.ceil(reach / grid), grid
-
-
-@dataclasses.dataclass(frozen=True)
-class Tile:
-    """One tile: its interior (what it contributes) and its crop (interior plus halo).
-
-    Coordinates are image pixels (y0, y1, x0, x1), [start, stop) per axis.
-    """
-
-    interior: tuple[int, int, int, int]
-    crop: tuple[int, int, int, int]
-
-
-def _edges(length: int, tile: int, grid: int) -> list[int]:
-    """Interior edges along one axis: equal tiles of at most `tile` px, on the grid."""
-    count = math.ceil(length / tile)
-    step = grid * math.ceil(length / count / grid)
-    return sorted({min(i * step, length) for i in range(count)} | {length})
-
-
-def plan_tiles(height: int, width: int, tile: int, halo: int, grid: int) -> list[Tile]:
-    """The tiles covering a height x width image, in row-major order.
-
-    Args:
-        height: Image height in pixels.
-        width: Image width in pixels.
-        tile: Largest interior side, a multiple of `grid`.
-        halo: Pixels of context on each side of an interior (a multiple of `grid`).
-        grid: Tile origins lie on multiples of this.
-
-    Returns:
-        Tiles whose interiors partition the image.
-    """
-    rows, cols = _edges(height, tile, grid), _edges(width, tile, grid)
-    return [
-        Tile(
-            (y0, y1, x0, x1),
-            (max(0, y0 - halo), min(height, y1 + halo), max(0, x0 - halo), min(width, x1 + halo)),
-        )
-        for y0, y1 in zip(rows[:-1], rows[1:], strict=True)
-        for x0, x1 in zip(cols[:-1], cols[1:], strict=True)
-    ]
 
 
 def history_bytes_per_pixel(config: Config, pairs: int | None = None) -> float:

@@ -227,7 +227,7 @@ class Stylizer:
                 config.layers, config.vgg_weights, config.precision, config.pooling
             )
         self.model = model
-        self.objective = Objective(config, temporal_weight)
+        self.objective = objective_of(config, temporal_weight)
         self.host_reads = 0
         self._traces = 0
         self._runners = OrderedDict()
@@ -914,3 +914,28 @@ __all__ = [
     "check_pixels",
     "stylize_arrays",
 ]
+
+
+def objective_of(config: Config, temporal_weight: float = 0.0) -> Objective:
+    """The Objective a run's settings describe.
+
+    Args:
+        config: The run's settings: layers and their weights, loss weights, the
+            normalization and the style loss.
+        temporal_weight: Weight of the temporal loss of video frames (0: no such term).
+
+    Returns:
+        The objective, holding values only (no settings object).
+    """
+    return Objective(
+        content_weights=config.content_weights(),
+        style_weights=config.layer_weights(),
+        weights={
+            "content": config.content_weight,
+            "style": config.style_weight,
+            "tv": config.tv_weight,
+            "temporal": temporal_weight,
+        },
+        normalization=config.normalization,
+        style_loss=config.style_loss,
+    )

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
-from nst_tf import __version__
 from nst_tf.core.losses import gram_matrix
 from nst_tf.errors import OutputError
 from nst_tf.io.images import check_output_path, load_image
@@ -20,6 +19,7 @@ from nst_tf.io.targets import StyleTargets
 from nst_tf.model.features import IMAGENET_MEAN_BGR, FeatureExtractor
 from nst_tf.model.weights import find_weights
 from nst_tf.settings.config import layer_downsampling
+from nst_tf.version import __version__
 
 
 def _check_weights_input(written, vgg_weights, inputs=()) -> None:

@@ -8,27 +8,12 @@ import numbers
 import os
 from collections.abc import Sequence
 
+from nst_tf.core.color import COLOR_SPACES  # noqa: F401  (a setting's choices)
 from nst_tf.errors import ConfigError
-
-# Keras VGG19 convolution names in network order. Kept here (not read from Keras)
-# so that settings can be checked before TensorFlow is imported.
-VGG19_CONV_LAYERS = (
-    "block1_conv1",
-    "block1_conv2",
-    "block2_conv1",
-    "block2_conv2",
-    "block3_conv1",
-    "block3_conv2",
-    "block3_conv3",
-    "block3_conv4",
-    "block4_conv1",
-    "block4_conv2",
-    "block4_conv3",
-    "block4_conv4",
-    "block5_conv1",
-    "block5_conv2",
-    "block5_conv3",
-    "block5_conv4",
+from nst_tf.model.vgg19 import (  # noqa: F401  (re-exported: the settings' layer names)
+    SPLIT_BEFORE,
+    VGG19_CONV_LAYERS,
+    layer_downsampling,
 )
 
 OPTIMIZERS = ("lbfgs", "adam", "lbfgs_scipy")
@@ -38,26 +23,12 @@ XLA_MODES = ("auto", "on", "off")
 INIT_KEYWORDS = ("content", "noise", "style")
 POOLINGS = ("max", "avg")
 PRESERVE_COLOR = ("none", "luminance", "histogram")
-COLOR_SPACES = ("yuv", "ycbcr", "lab")
 STYLE_LOSSES = ("gram", "wasserstein")
 # Scales with a longer side than this run fewer steps under --schedule=auto.
 LARGE_SCALE = 1024
 # Extensions of the 16-bit output (TIFF, written with tifffile).
 # The extensions --bit_depth=16 writes: TIFF (tifffile) and PNG (pypng).
 SIXTEEN_BIT_EXTENSIONS = (".tif", ".tiff", ".png")
-
-
-# Where FeatureExtractor.head() hands over to tail(): blocks 1-2 hold most of the
-# activations per pixel (64 and 128 channels at full and half resolution) but only a
-# quarter of the arithmetic; blocks 3-5 the rest. The split tiled step runs the head tile
-# by tile and the tail on the whole image.
-SPLIT_BEFORE = "block3_conv1"
-
-
-def layer_downsampling(layer: str) -> int:
-    """How many times smaller than the input a layer's feature map is (1, 2, ..., 16)."""
-    block = int(layer[len("block")])
-    return 2 ** (block - 1)
 
 
 def split_list(value: str) -> list[str]:
