@@ -13,6 +13,7 @@ from nst_tf.errors import ConfigError
 from nst_tf.model.vgg19 import (  # noqa: F401  (re-exported: the settings' layer names)
     SPLIT_BEFORE,
     VGG19_CONV_LAYERS,
+    halo_and_grid,
     layer_downsampling,
 )
 
@@ -605,9 +606,8 @@ def _check_large_settings(config: Config) -> None:
             "tile) or a tile side in pixels (at least the halo: 80 with the default layers)"
         )
     if tile != "auto" and int(tile) > 0:
-        from nst_tf.engine.memory import smallest_tile  # pylint: disable=C0415 (a cycle)
-
-        least = smallest_tile(config)
+        halo, grid = halo_and_grid(config.layers)
+        least = max(halo, grid)  # as the memory planner's smallest_tile
         if int(tile) < least:
             raise ConfigError(
                 f"--tile_size={int(tile)} is smaller than the {least} px halo that "
