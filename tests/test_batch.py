@@ -182,8 +182,12 @@ def test_the_default_pool_gives_each_worker_two_cpus_and_fills_the_machine():
     assert pool_size(Cluster(16), None, None, 1e9, 3) == (3, 2)  # no idle workers
     assert pool_size(Cluster(1), None, None, 1e9, 100) == (1, 1)
     assert pool_size(Cluster(2), 2, 1, 1e9, 100) == (2, 1)
+    assert pool_size(Cluster(2), 2, None, 1e9, 100) == (2, 1)  # --workers alone: shared out
+    assert pool_size(Cluster(16), 4, None, 1e9, 100) == (4, 2)
     with pytest.raises(jobs.ConfigError, match="need 4 CPUs; the cluster has 2"):
-        pool_size(Cluster(2), 2, None, 1e9, 100)
+        pool_size(Cluster(2), 2, 2, 1e9, 100)
+    with pytest.raises(jobs.ConfigError, match="need 3 CPUs; the cluster has 2"):
+        pool_size(Cluster(2), 3, None, 1e9, 100)
     with pytest.raises(jobs.ConfigError, match="need more memory"):
         pool_size(Cluster(16, memory=8e9), None, None, 2e9, 100)
 

@@ -7,12 +7,21 @@ starts run without Ray.
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 from PIL import Image
+from test_batch import (
+    _cmdline,
+    _descendants,
+    _end,
+    _wait_gone,
+    processes,  # noqa: F401 - the subreaper fixture
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = [
@@ -157,3 +166,95 @@ def test_a_tile_smaller_than_the_halo_is_refused_naming_the_smallest(tmp_path, t
     assert result.returncode == 1, result.stderr
     assert result.stderr.strip().splitlines()[-1].endswith(expected), result.stderr
     assert not output.exists()
+
+
+def test_a_memory_per_worker_no_photo_fits_is_refused_with_its_digits(tmp_path):
+    _photo(tmp_path / "in" / "photo.png")
+    lines = _refused(tmp_path, "--memory_per_worker=0.01")
+    assert "--memory_per_worker=0.01 GB is less than the" in lines[-1]
+    assert "0.0 GB" not in lines[-1]
+    assert not (tmp_path / "out").exists()
+
+
+# --- with a real Ray ------------------------------------------------------------------------
+
+
+def _start(inputs, output_dir, *flags):
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nst_tf.commands.batch",
+            f"--inputs={inputs}",
+            f"--output_dir={output_dir}",
+            *SETTINGS,
+            *flags,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+
+
+def _wait_for_ray_workers(process, before, seconds=120):
+    """Waits until the batch has Ray actors running; returns the processes it started."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        pids = _descendants() - before
+        if any(_cmdline(pid).startswith("ray::BatchWorker") for pid in pids):
+            return pids
+        time.sleep(0.2)
+    raise AssertionError(f"no Ray worker started: {process.communicate()}")
+
+
+def test_workers_alone_share_the_cpus_and_a_second_batch_on_the_folder_is_refused(
+    tmp_path, processes  # noqa: F811
+):
+    for index in range(4):
+        _photo(tmp_path / "in" / f"photo{index}.png", seed=index)
+    inputs_before = _state(tmp_path / "in")
+    before = _descendants()
+    first = _start(tmp_path / "in", tmp_path / "out", "--workers=2")
+    ray_pids = _wait_for_ray_workers(first, before)
+    second = _batch(tmp_path / "in", tmp_path / "out", "--workers=2")
+    lines = second.stderr.strip().splitlines()
+    assert second.returncode == 1, second.stderr
+    assert lines[-1] == (
+        f"nst-tf-batch: error: another nst-tf-batch is writing to --output_dir={tmp_path / 'out'}"
+        "; wait for it to end or choose another directory"
+    )
+    stdout, stderr = first.communicate(timeout=300)
+    ray_pids |= _descendants() - before
+    assert first.returncode == 0, stderr
+    cpus = os.cpu_count()
+    assert f"2 workers x {max(1, min(2, cpus // 2))} CPUs" in stderr
+    # The second batch deleted none of the first's files: every photo was done once.
+    assert "done 4, skipped 0" in stderr, stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        f"photo{i}.{ext}" for i in range(4) for ext in ("json", "png")
+    )
+    assert _state(tmp_path / "in") == inputs_before
+    assert not _end(ray_pids, grace=15)
+
+
+def test_sigterm_is_an_interruption_like_ctrl_c(tmp_path, processes):  # noqa: F811
+    for index in range(6):
+        _photo(tmp_path / "in" / f"photo{index}.png", seed=index)
+    inputs_before = _state(tmp_path / "in")
+    before = _descendants()
+    batch = _start(tmp_path / "in", tmp_path / "out", "--steps=200")
+    ray_pids = _wait_for_ray_workers(batch, before)
+    batch.send_signal(signal.SIGTERM)
+    _, stderr = batch.communicate(timeout=120)
+    ray_pids |= _descendants() - before
+    assert batch.returncode == 143, stderr
+    errors = [line for line in stderr.strip().splitlines() if "error" in line.lower()]
+    assert errors == [
+        "nst-tf-batch: error: interrupted; finished photos are kept: run the same command "
+        "again for the rest"
+    ], stderr
+    assert "Traceback" not in stderr and "SIGTERM" not in stderr, stderr
+    assert _state(tmp_path / "in") == inputs_before
+    assert not list(tmp_path.rglob(".nst_tf-*"))  # nothing half-written
+    assert not _wait_gone(ray_pids, 20), {pid: _cmdline(pid) for pid in ray_pids}

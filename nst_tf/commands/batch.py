@@ -162,6 +162,15 @@ def run_batch(config: Config, options: BatchOptions) -> jobs.Summary:
     init_path = [] if config.init in INIT_KEYWORDS else [config.init]
     reads = [*config.style_paths(), *config.style_mask, config.style_targets, *init_path]
     jobs.check_ours(job, photos, reads)
+    if per_worker:
+        # No photo would fit: say so now rather than fail each one on a worker.
+        needs = [memory.estimated_peak_bytes(*p.shape, config) for p in photos if p.shape]
+        if needs and min(needs) > memory_bytes:
+            raise ConfigError(
+                f"--memory_per_worker={per_worker:g} GB is less than the "
+                f"{jobs.gigabytes(min(needs))} the smallest photo needs at --size={config.size}; "
+                "give at least that, or lower --size"
+            )
     summary = jobs.Summary()
     todo = []
     for photo in photos:
@@ -173,16 +182,38 @@ def run_batch(config: Config, options: BatchOptions) -> jobs.Summary:
             summary.failed[photo.name] = f"{reason} (an earlier run; see {job.error(photo.name)})"
         else:
             todo.append(photo)
-    if not todo:
-        if os.path.isdir(job.output_dir):
-            jobs.remove_partials(job.output_dir)
+    if not todo and not os.path.isdir(job.output_dir):
         return summary
-    ray = raypool.connect(options.ray_address)
+    created = _missing_dirs(job.output_dir)
+    os.makedirs(job.output_dir, exist_ok=True)
     try:
-        _run_pool(ray, job, todo, style, (masks, init), options, summary)
-    finally:
-        ray.shutdown()
+        with jobs.exclusive(job.output_dir):  # one batch per output directory
+            if not todo:
+                jobs.remove_partials(job.output_dir)
+                return summary
+            ray = raypool.connect(options.ray_address)
+            try:
+                _run_pool(ray, job, todo, style, (masks, init), options, summary)
+            finally:
+                ray.shutdown()
+    except BaseException:
+        for directory in created:  # ours, and left empty when Ray could not start
+            try:
+                os.rmdir(directory)
+            except OSError:
+                break
+        raise
     return summary
+
+
+def _missing_dirs(path: str) -> list[str]:
+    """The directories that os.makedirs(path) would create, deepest first."""
+    missing = []
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
 
 
 def _run_pool(ray, job, todo, style, extras, options, summary) -> None:
@@ -248,12 +279,23 @@ def options_from_flags() -> BatchOptions:
     )
 
 
+# The signal that stopped the run. SIGTERM raises KeyboardInterrupt as SIGINT does: Ray
+# lets that one through its blocking calls, and wraps any other exception.
+_stopped_by = [signal.SIGINT]
+
+
+def _interrupt(signum, frame) -> None:
+    del frame
+    _stopped_by[0] = signum
+    raise KeyboardInterrupt
+
+
 def _batch_main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])}; all options are --flags")
     cli._setup_logging()  # pylint: disable=protected-access
     # SIGTERM ends the run as Ctrl-C does: Ray is shut down, finished photos are kept.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         given = [name for name in _NOT_FOR_BATCH if cli.FLAGS[name].present]
         if given:
@@ -267,7 +309,7 @@ def _batch_main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         return cli._fail(  # pylint: disable=protected-access
             "interrupted; finished photos are kept: run the same command again for the rest",
-            130,
+            128 + _stopped_by[0],
         )
     for line in summary.lines():
         logging.info("%s", line)

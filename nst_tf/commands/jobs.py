@@ -12,7 +12,9 @@ stylize_photo runs, and may run it twice.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
+import fcntl
 import glob
 import hashlib
 import json
@@ -364,6 +366,28 @@ def _read_only_fs(path: str) -> bool:
     if os.path.realpath(path).split(os.sep)[1:2] in (["proc"], ["sys"]):
         return True
     return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+
+
+@contextlib.contextmanager
+def exclusive(output_dir: str):
+    """Holds the batch lock of `output_dir` (an flock on the directory itself, so no file
+    is left and a killed run's lock ends with it) while the block runs.
+
+    Raises:
+        OutputError: another batch holds it.
+    """
+    fd = os.open(output_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputError(
+                f"another nst-tf-batch is writing to --output_dir={shown(output_dir)}; "
+                "wait for it to end or choose another directory"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def remove_partials(output_dir: str) -> int:

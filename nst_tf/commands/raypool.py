@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import logging as std_logging
 import os
+import signal
 import socket
+import threading
 from collections.abc import Callable, Sequence
 
 from nst_tf.commands import jobs
@@ -152,6 +154,8 @@ def connect(address: str):
         )
     elif address != "auto":
         _check_reachable(address)
+    # ray.init makes SIGTERM call sys.exit; the caller's handler is put back after it.
+    sigterm = signal.getsignal(signal.SIGTERM)
     try:
         ray.init(address=address or None, **options)
     except Exception as err:  # noqa: BLE001 - Ray raises many kinds; all mean "cannot join"
@@ -160,6 +164,9 @@ def connect(address: str):
             f"({_one_line(err)}); a cluster with token authentication needs its token: "
             "see `ray get-auth-token`"
         ) from None
+    finally:
+        if threading.current_thread() is threading.main_thread() and sigterm is not None:
+            signal.signal(signal.SIGTERM, sigterm)
     return ray
 
 
