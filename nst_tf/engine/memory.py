@@ -16,6 +16,7 @@ from nst_tf.errors import ConfigError
 from nst_tf.io import images
 from nst_tf.io.targets import StyleTargets
 from nst_tf.machine import cpu_has_bfloat16
+from nst_tf.model import vgg19
 from nst_tf.model.vgg19 import (  # noqa: F401  (re-exported for the planner's callers)
     SPLIT_BEFORE,
     VGG19_CONV_LAYERS,
@@ -125,9 +126,8 @@ def estimated_peak_bytes(
 
 
 def smallest_tile(config: Config) -> int:
-    """The smallest tile worth running: one halo wide (smaller tiles are mostly halo)."""
-    halo, grid = halo_and_grid(config.layers)
-    return max(halo, grid)
+    """The smallest tile worth running with the run's layers (see vgg19.smallest_tile)."""
+    return vgg19.smallest_tile(config.layers)
 
 
 def budget_bytes(config: Config, meminfo: str = "/proc/meminfo") -> float:

@@ -81,6 +81,13 @@ def halo_and_grid(layers: Sequence[str]) -> tuple[int, int]:
     return grid * math.ceil(reach / grid), grid
 
 
+def smallest_tile(layers: Sequence[str]) -> int:
+    """The smallest tile worth running for these layers: one halo wide (smaller tiles are
+    mostly halo), and at least one grid cell."""
+    halo, grid = halo_and_grid(layers)
+    return max(halo, grid)
+
+
 def split_halo_and_grid(layers: Sequence[str]) -> tuple[int, int] | None:
     """The halo and grid of the head's tiles in the split tiled step.
 

@@ -13,8 +13,8 @@ from nst_tf.errors import ConfigError
 from nst_tf.model.vgg19 import (  # noqa: F401  (re-exported: the settings' layer names)
     SPLIT_BEFORE,
     VGG19_CONV_LAYERS,
-    halo_and_grid,
     layer_downsampling,
+    smallest_tile,
 )
 
 OPTIMIZERS = ("lbfgs", "adam", "lbfgs_scipy")
@@ -606,8 +606,7 @@ def _check_large_settings(config: Config) -> None:
             "tile) or a tile side in pixels (at least the halo: 80 with the default layers)"
         )
     if tile != "auto" and int(tile) > 0:
-        halo, grid = halo_and_grid(config.layers)
-        least = max(halo, grid)  # as the memory planner's smallest_tile
+        least = smallest_tile(config.layers)
         if int(tile) < least:
             raise ConfigError(
                 f"--tile_size={int(tile)} is smaller than the {least} px halo that "
