@@ -24,6 +24,11 @@ class WeightsError(NstError):
     """VGG19 weights are missing, corrupt, or refused as unsafe."""
 
 
+class ModelError(NstError):
+    """A trained model's folder (MODEL_DIR) is not nst_tf's, is of another format version,
+    or is broken."""
+
+
 class NumericalError(NstError):
     """A loss or gradient became NaN or infinite; `image` holds the last finite image."""
 

@@ -48,6 +48,7 @@ TF_FREE = (
     "nst_tf.io.images",
     "nst_tf.io.inputs",
     "nst_tf.io.targets",
+    "nst_tf.io.model_dir",
     "nst_tf.commands.cli",
     "nst_tf.commands.jobs",
     "nst_tf.commands.batch",

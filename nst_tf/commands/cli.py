@@ -28,7 +28,12 @@ FLAGS = flags.FLAGS
 # once in nst_tf/settings/config.py. (name, default, help); a tuple default makes a list flag.
 _EXPORT_ONLY = (
     ("export_dir", None, "Directory to write the SavedModel to (must not exist yet)."),
-    ("describe", None, "Print the description of the export in this directory (read as data)."),
+    (
+        "describe",
+        None,
+        "Print the description of the export or trained model (MODEL_DIR) in this directory "
+        "(read as data, never run).",
+    ),
     ("targets_out", None, "Write the --style image's Gram targets to this .npz."),
     ("layers", Config().layers, "Layers whose activations and Gram matrices to export."),
 )
@@ -218,6 +223,11 @@ def _export_main(argv: list[str]) -> int:
 
     def body():
         if FLAGS.describe:
+            from nst_tf.io import model_dir  # pylint: disable=import-outside-toplevel
+
+            if model_dir.is_model_dir(FLAGS.describe):  # a trained stylizer (nst-tf-train)
+                sys.stdout.write(model_dir.describe(FLAGS.describe) + "\n")
+                return
             from nst_tf.io.export import read_metadata  # pylint: disable=import-outside-toplevel
 
             sys.stdout.write(json.dumps(read_metadata(FLAGS.describe), indent=2) + "\n")
