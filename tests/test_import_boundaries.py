@@ -28,6 +28,7 @@ RANKS = {
     "nst_tf.model": 3,
     "nst_tf.engine": 3,
     "nst_tf.io": 3,
+    "nst_tf.metrics": 3,  # scores results with model, engine and io
     "nst_tf.commands": 4,
     "nst_tf": 5,  # the public API in __init__ and __main__
 }
