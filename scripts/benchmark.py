@@ -3,6 +3,7 @@
     python scripts/benchmark.py            # full run (about 50 min on 2 AVX-512 cores)
     python scripts/benchmark.py --quick    # smoke run: 1.5 min there, 6 min on AVX2
     python scripts/benchmark.py --tiling   # the tiled steps at 1024-4096 px (~30 min)
+    python scripts/benchmark.py --profile  # issue 27: step vs floor, L-BFGS, start-up (~15 min)
 
 (a) float32 and bfloat16 matmul peak; (b) s/step and achieved GFLOP/s of our compiled
 step (VGG19 conv FLOPs, forward plus input gradient) at 256/512/1024 px; (c) wall time
@@ -10,6 +11,13 @@ each method needs to reach the objective value that 1000 single-scale Adam steps
 TF tutorial's settings reach, all scored with one fixed float32 objective on the full-size
 512 px image; (d) peak resident memory of a run per size (a fresh process each); (e) the
 time L-BFGS itself adds to each step, ours against SciPy's L-BFGS-B.
+
+--profile measures, in one run, what issue 27 asks of the step and of start-up: our
+value-and-gradient against the plain floor at 512 and 1024 px in float32 and bfloat16
+(interleaved, so that a shared machine's load falls on both alike), L-BFGS's own work per
+iteration against a step, the CPU kind, and the default 512 px run's time outside its
+steps part by part (scripts/startup_profile.py, a fresh process). It writes the current
+numbers into docs/performance.md and appends them to the lab log, docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -92,6 +100,20 @@ def plain_step_speed(size: int, precision: str, steps: int) -> dict:
     the cost of the losses, the Gram matrices and anything else of ours.
     """
     model = FeatureExtractor(Config().layers, "auto", precision)
+    seconds = _median_seconds(plain_value_and_grad(model, size, precision), steps)
+    flops = 2 * conv_flops(model, size, size)
+    return {
+        "size": size,
+        "precision": f"{precision}, plain tf.nn convs only",
+        "s_per_step": seconds,
+        "gflops": flops / seconds / 1e9,
+        "step_gflop": flops / 1e9,
+    }
+
+
+def plain_value_and_grad(model: FeatureExtractor, size: int, precision: str):
+    """The floor's compiled () -> (loss, gradient) on a size x size image, with the
+    weights of `model`'s VGG19 layers as constants."""
     dtype = tf.bfloat16 if precision == "bfloat16" else tf.float32
     layers = [
         (layer.__class__.__name__, [tf.constant(w, dtype) for w in layer.get_weights()])
@@ -111,15 +133,7 @@ def plain_step_speed(size: int, precision: str, steps: int) -> dict:
             loss = tf.reduce_sum(tf.cast(x, tf.float32))
         return loss, tape.gradient(loss, image)
 
-    seconds = _median_seconds(value_and_grad, steps)
-    flops = 2 * conv_flops(model, size, size)
-    return {
-        "size": size,
-        "precision": f"{precision}, plain tf.nn convs only",
-        "s_per_step": seconds,
-        "gflops": flops / seconds / 1e9,
-        "step_gflop": flops / 1e9,
-    }
+    return value_and_grad
 
 
 def _median_seconds(fn, steps: int, *args) -> float:
@@ -375,6 +389,207 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+# --- issue 27: the step against its floor, L-BFGS's share, start-up ----------------------
+
+PERF_BEGIN = "<!-- benchmark --profile: begin (written by scripts/benchmark.py --profile) -->"
+PERF_END = "<!-- benchmark --profile: end -->"
+
+
+def cpu_kind(flags: set[str] | None = None) -> str:
+    """The CPU kind the numbers belong to, from /proc/cpuinfo's flags."""
+    flags = features.cpu_flags() if flags is None else flags
+    if "amx_bf16" in flags:
+        return "AMX (bfloat16 matrix tiles)"
+    if "avx512_bf16" in flags:
+        return "AVX-512 with AVX512-BF16, no AMX"
+    if "avx512f" in flags:
+        return "AVX-512 without bfloat16"
+    if "avx2" in flags:
+        return "AVX2"
+    return "no AVX2" if flags else "unknown (no /proc/cpuinfo)"
+
+
+def step_against_floor(size: int, precision: str, pairs: int) -> dict:
+    """Our compiled value-and-gradient and the plain floor, called in turn `pairs` times.
+
+    Interleaved, so that a shared machine's load falls on both alike: the ratio is the
+    median of the pairs' ratios; the times are each one's fastest call.
+    """
+    stylizer = Stylizer(Config(precision=precision))
+    x = np.random.default_rng(0).uniform(0, 255, (size, size, 3)).astype(np.float32)
+    targets = stylizer.targets(stylizer.prepare(x, x), size)
+    ours = stylizer.value_and_grad(targets)
+    image = tf.constant(x[None])
+    floor = plain_value_and_grad(stylizer.model, size, precision)
+    ours(image)[1].numpy()
+    floor()[1].numpy()
+    times = {"ours": [], "floor": []}
+    for _ in range(pairs):
+        for name, call in (("ours", lambda: ours(image)), ("floor", floor)):
+            begin = time.perf_counter()
+            call()[1].numpy()
+            times[name].append(time.perf_counter() - begin)
+    ratios = [a / b for a, b in zip(times["ours"], times["floor"], strict=True)]
+    return {
+        "size": size,
+        "precision": precision,
+        "ours_s": min(times["ours"]),
+        "floor_s": min(times["floor"]),
+        "ratio": float(np.median(ratios)),
+        "ratios": ratios,
+    }
+
+
+def startup_profile(images_dir: str) -> dict:
+    """scripts/startup_profile.py's numbers for the default 512 px run (a fresh process)."""
+    script = os.path.join(ROOT, "scripts", "startup_profile.py")
+    done = subprocess.run(
+        [
+            sys.executable,
+            script,
+            f"--content={os.path.join(images_dir, 'boston.jpg')}",
+            f"--style={os.path.join(images_dir, 'starry_night_google.jpg')}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def load_average() -> str:
+    try:
+        return "/".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def profile(args) -> None:
+    """Issue 27's measurements in one run; writes docs/performance.md and the lab log."""
+    started = time.time()
+    loads = [load_average()]
+    n = 4096
+    peaks = {
+        name: matmul_gflops(dtype, n, 5)
+        for name, dtype in [("float32", tf.float32), ("bfloat16", tf.bfloat16)]
+    }
+    print("matmul GFLOP/s", peaks, flush=True)
+    steps = []
+    for size, pairs in ((512, 5), (1024, 3)):
+        for precision in ("float32", "bfloat16"):
+            steps.append(step_against_floor(size, precision, pairs))
+            print(steps[-1], flush=True)
+    loads.append(load_average())
+    own = lbfgs_overhead(342, 512, Config().lbfgs_memory, 30)
+    print("L-BFGS own work", own, flush=True)
+    start = startup_profile(args.images)
+    loads.append(load_average())
+    print(json.dumps(start), flush=True)
+    result = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{cpu_model()}, {os.cpu_count()} cores, {cpu_kind()}",
+        "loads": loads,
+        "peaks": peaks,
+        "steps": steps,
+        "lbfgs_own_s": own["ours"],
+        "startup": start,
+        "minutes": (time.time() - started) / 60,
+        "tensorflow": tf.__version__,
+    }
+    with open(os.path.join(ROOT, "docs", "profile_runs.jsonl"), "a") as f:
+        f.write(json.dumps(result) + "\n")
+    write_profile(result, args.performance, args.out)
+
+
+def _profile_tables(r: dict) -> list[str]:
+    final = r["startup"]["scales"][-1]
+    steady = final["steady_iteration_s"]
+    lines = [
+        f"{r['date']}, {r['machine']}; TensorFlow {r['tensorflow']}; shared with other "
+        f"work (load average {', then '.join(r['loads'])}): ratios are taken within the run, "
+        "the times are the fastest of the run (`python scripts/benchmark.py --profile`).",
+        "",
+        "| value-and-gradient | ours (s) | plain floor (s) | ours / floor (median of pairs) |",
+        "|---|---|---|---|",
+    ]
+    for s in r["steps"]:
+        lines.append(
+            f"| {s['size']}x{s['size']}, {s['precision']} | {s['ours_s']:.3f} | "
+            f"{s['floor_s']:.3f} | {s['ratio']:.3f}x |"
+        )
+    lines += [
+        "",
+        f"Matmul peak (4096x4096): float32 {r['peaks']['float32']:.0f} GFLOP/s, bfloat16 "
+        f"{r['peaks']['bfloat16']:.0f} GFLOP/s. The plain floor is the same convolutions as a "
+        "bare `tf.nn` chain with no losses.",
+        "",
+        f"L-BFGS's own work per iteration at 512x342 ({Config().lbfgs_memory} pairs, the "
+        f"objective's time subtracted): {1000 * r['lbfgs_own_s']:.0f} ms, "
+        f"{100 * r['lbfgs_own_s'] / steady:.1f} % of the default run's steady iteration "
+        f"({steady:.2f} s, {final['evaluations_per_iteration']:g} evaluation per iteration).",
+        "",
+        "The default 512 px run (Boston photo + The Starry Night, `nst-tf` defaults, in a fresh "
+        f"process): {r['startup']['wall_s']:.1f} s, of which {r['startup']['in_steps_s']:.1f} s "
+        f"are its iterations at their steady pace and **{r['startup']['outside_steps_s']:.1f} s "
+        "outside them**:",
+        "",
+        "| part | seconds |",
+        "|---|---|",
+    ]
+    spent = dict(r["startup"]["spent"])
+    whole = spent.pop("run.stylize (all of it)")
+    for part, seconds in spent.items():
+        lines.append(f"| {part} | {seconds:.2f} |")
+    first = 0.0
+    for scale in r["startup"]["scales"]:
+        extra = (
+            scale["first_evaluation_s"]
+            + scale["first_iteration_s"]
+            - (1 + scale["first_iteration_evaluations"]) * scale["steady_evaluation_s"]
+        )
+        first += extra
+        lines.append(
+            f"| scale {scale['shape'][2]}x{scale['shape'][1]}: trace and compile (first "
+            f"evaluation and iteration less their steady cost) | {extra:.2f} |"
+        )
+    lines.append(f"| (the whole run.stylize call: {whole:.1f} s) | |")
+    lines += [
+        "",
+        "| scale | iterations | steady iteration (s) | first evaluation (s) | first iteration (s) "
+        "| new shape's first step / steady step |",
+        "|---|---|---|---|---|---|",
+    ]
+    for scale in r["startup"]["scales"]:
+        first_step = scale["first_evaluation_s"] + scale["first_iteration_s"]
+        lines.append(
+            f"| {scale['shape'][2]}x{scale['shape'][1]} | {scale['iterations']} | "
+            f"{scale['steady_iteration_s']:.3f} | {scale['first_evaluation_s']:.2f} | "
+            f"{scale['first_iteration_s']:.2f} | {first_step / scale['steady_iteration_s']:.2f}x |"
+        )
+    return lines
+
+
+def write_profile(result: dict, performance: str, log: str) -> None:
+    """The current numbers between markers in performance.md; a dated entry in the log."""
+    text = "\n".join(_profile_tables(result))
+    with open(performance) as f:
+        page = f.read()
+    if PERF_BEGIN in page and PERF_END in page:
+        head, rest = page.split(PERF_BEGIN, 1)
+        page = f"{head}{PERF_BEGIN}\n{text}\n{PERF_END}{rest.split(PERF_END, 1)[1]}"
+    else:
+        page = (
+            page.rstrip("\n")
+            + f"\n\n## Step, L-BFGS and start-up\n\n{PERF_BEGIN}\n{text}\n{PERF_END}\n"
+        )
+    with open(performance, "w") as f:
+        f.write(page)
+    with open(log, "a") as f:
+        f.write(f"\n## Issue 27 profile, {result['date']} (scripts/benchmark.py --profile)\n\n")
+        f.write(text + "\n")
+    print(f"wrote {performance} and appended to {log}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -388,6 +603,12 @@ def main():
         help="only the tiled steps' section (issue 15): runs scripts/benchmark_tiling.py, "
         "which takes the options that follow (--sizes, --tile, --steps, --cases, --log)",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="issue 27's step, L-BFGS and start-up profile into --performance and --out",
+    )
+    parser.add_argument("--performance", default=os.path.join(ROOT, "docs", "performance.md"))
     args, rest = parser.parse_known_args()
     if args.tiling:
         script = os.path.join(ROOT, "scripts", "benchmark_tiling.py")
@@ -396,6 +617,9 @@ def main():
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.memory_probe:
         memory_probe(args.memory_probe, args.precision)
+        return
+    if args.profile:
+        profile(args)
         return
     quick = args.quick
     started = time.time()

@@ -18,15 +18,22 @@ IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
 
 
 def resolve_precision(precision: str) -> str:
-    """Maps "auto" to "bfloat16" on a CPU-only machine with native bfloat16, else "float32".
-
-    Without native support bfloat16 is emulated and slower than float32.
-    """
+    """Maps "auto" to what the device runs best (machine.precision_for): "bfloat16" on a
+    GPU of compute capability 8.0 or later and on a CPU with native bfloat16, else
+    "float32" (emulated bfloat16 is slower than float32)."""
     if precision != "auto":
         return precision
-    if tf.config.list_physical_devices("GPU"):
-        return "float32"
-    return "bfloat16" if machine.cpu_has_bfloat16() else "float32"
+    return machine.precision_for(gpu_compute_capability())
+
+
+def gpu_compute_capability() -> tuple[int, int] | None:
+    """The first visible GPU's compute capability, None without a GPU, (0, 0) when the
+    device reports none (float32, as for an old GPU)."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return None
+    details = tf.config.experimental.get_device_details(gpus[0])
+    return tuple(details.get("compute_capability") or (0, 0))
 
 
 def resolve_xla(xla: str, deterministic: bool = False) -> bool:
