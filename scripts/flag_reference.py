@@ -50,7 +50,7 @@ def _define(command: str) -> list[str]:
     from nst_tf.commands import batch  # pylint: disable=import-outside-toplevel
 
     own = [flag.name for flag in flags.FLAGS.get_flags_for_module(batch)]
-    return own + list(cli.define_flags())
+    return own + list(cli.define_flags(batch.BATCH_SETTINGS))
 
 
 def _dump(command: str) -> None:
@@ -65,8 +65,20 @@ def _dump(command: str) -> None:
     rows = []
     for name in _define(command):
         flag = flags.FLAGS[name]
+        rows.append({"name": name, "default": flag.default, "help": flag.help, "refused": False})
+    # A refused setting has no flag in the command; its description is nst-tf's.
+    from nst_tf.settings.config import Config  # pylint: disable=import-outside-toplevel
+
+    described = {field.name: field for field in dataclasses.fields(Config)}
+    for name in refused:
+        field = described[name]
         rows.append(
-            {"name": name, "default": flag.default, "help": flag.help, "refused": name in refused}
+            {
+                "name": name,
+                "default": field.default,
+                "help": field.metadata["help"],
+                "refused": True,
+            }
         )
     json.dump(rows, sys.stdout)
 
@@ -157,8 +169,9 @@ def render() -> str:
         ]
         if refused:
             lines += [
-                "Defined but refused with a one-line message (they name one photo's files or "
-                "one run's state): " + ", ".join(f"`--{name}`" for name in refused) + ".",
+                "Refused with a one-line message saying why (not listed by its --help): "
+                + ", ".join(f"`--{name}`" for name in refused)
+                + ".",
                 "",
             ]
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -8,6 +8,7 @@ starts run without Ray.
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -42,7 +43,7 @@ def _env():
     return env
 
 
-def _batch(inputs, output_dir, *flags, timeout=120):
+def _batch(inputs, output_dir, *flags, timeout=120, env=None):
     return subprocess.run(
         [
             sys.executable,
@@ -55,7 +56,7 @@ def _batch(inputs, output_dir, *flags, timeout=120):
         ],
         capture_output=True,
         text=True,
-        env=_env(),
+        env=env or _env(),
         timeout=timeout,
     )
 
@@ -258,3 +259,257 @@ def test_sigterm_is_an_interruption_like_ctrl_c(tmp_path, processes):  # noqa: F
     assert _state(tmp_path / "in") == inputs_before
     assert not list(tmp_path.rglob(".nst_tf-*"))  # nothing half-written
     assert not _wait_gone(ray_pids, 20), {pid: _cmdline(pid) for pid in ray_pids}
+
+
+# --- what a batch takes, and where it writes --------------------------------------------------
+
+# The nst-tf settings a batch refuses (an independent list: the reasons are in batch.py).
+REFUSED = {
+    "content",
+    "output",
+    "checkpoint_every",
+    "checkpoint_dir",
+    "resume",
+    "trace",
+    "save_every",
+    "log_every",
+    "memory_limit",
+}
+BATCH_ONLY = {
+    "inputs",
+    "output_dir",
+    "workers",
+    "cpus_per_worker",
+    "memory_per_worker",
+    "ray_address",
+    "ray_timeout",
+    "max_retries",
+    "overwrite",
+    "format",
+}
+
+
+def _listed_flags(text):
+    """The flag names a help text lists (`  --name:` or `  --[no]name:`)."""
+    import re
+
+    return set(re.findall(r"^\s+--(?:\[no\])?([a-z0-9_]+):", text, re.MULTILINE))
+
+
+def test_help_lists_exactly_the_flags_a_batch_takes_and_refused_ones_get_a_line(tmp_path):
+    import dataclasses
+
+    from nst_tf.settings.config import Config
+
+    settings = {field.name for field in dataclasses.fields(Config)}
+    assert REFUSED <= settings
+    command = [sys.executable, "-m", "nst_tf.commands.batch"]
+    short = subprocess.run(
+        command + ["--help"], capture_output=True, text=True, env=_env(), timeout=60
+    )
+    assert short.returncode == 1 and not short.stderr, short.stderr  # absl's --help exits 1
+    assert _listed_flags(short.stdout) == BATCH_ONLY | (settings - REFUSED)
+    full = subprocess.run(
+        command + ["--helpfull"], capture_output=True, text=True, env=_env(), timeout=60
+    )
+    assert full.returncode == 1 and not full.stderr, full.stderr
+    listed = _listed_flags(full.stdout)
+    assert listed & settings == settings - REFUSED and listed >= BATCH_ONLY
+    _photo(tmp_path / "in" / "photo.png")
+    for flag in ("--resume", "--noresume", "--log_every=5", "--memory_limit=2", "-trace=t.json"):
+        lines = _refused(tmp_path, flag)
+        name = flag.lstrip("-").split("=")[0].removeprefix("no")
+        assert lines[-1].startswith(f"nst-tf-batch: error: --{name} is not a batch flag: ")
+
+
+@pytest.mark.parametrize(
+    "folder", ["/", "/usr", "/etc", "/bin", "/usr/local/share/nst_out", "/var", "HOME"]
+)
+def test_a_system_folder_or_the_home_folder_is_refused(tmp_path, folder):
+    folder = os.path.expanduser("~") if folder == "HOME" else folder
+    existed = os.path.exists(folder)
+    _photo(tmp_path / "in" / "photo.png")
+    lines = _refused(tmp_path, output_dir=folder)
+    assert lines[-1].startswith(f"nst-tf-batch: error: --output_dir={folder} is ")
+    assert "system folder" in lines[-1] or "home folder" in lines[-1]
+    assert os.path.exists(folder) == existed
+
+
+def test_a_logdir_in_a_system_folder_is_refused(tmp_path):
+    _photo(tmp_path / "in" / "photo.png")
+    lines = _refused(tmp_path, "--logdir=/etc/nst_runs")
+    assert "--logdir=/etc/nst_runs is a system folder" in lines[-1]
+    assert not os.path.exists("/etc/nst_runs")
+
+
+def test_a_worker_decodes_a_huge_png_as_nst_tf_does_in_bounded_memory(tmp_path):
+    """A 9000x9000 PNG (a few hundred KB) at --size=64: the worker's decode keeps to the
+    8-bit decode of the file, never a float32 copy at full size (972 MB)."""
+    big = tmp_path / "big.png"
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from PIL import Image\n"
+            "Image.new('RGB', (9000, 9000), (90, 120, 150)).save(sys.argv[1])",
+            big,
+        ],
+        check=True,
+        timeout=120,
+    )
+    measure = (
+        "import resource, sys\n"
+        "from nst_tf.commands.work import load_photo\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "image = load_photo(sys.argv[1], 64)\n"
+        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print((after - before) * 1024, *image.shape)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", measure, big],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    peak, *shape = map(int, result.stdout.split())
+    full_float = 9000 * 9000 * 3 * 4
+    assert shape == [128, 128, 3]  # twice --size, as nst-tf loads a content image
+    assert peak < 0.5 * full_float, peak
+
+
+def _chunks(path):
+    import png
+
+    return dict((kind, data) for kind, data in png.Reader(filename=str(path)).chunks())
+
+
+def test_16_bit_prints_tiled_photos_a_glob_over_the_output_and_stale_ray_state(
+    tmp_path, processes  # noqa: F811
+):
+    """One embedded run for four rules: --bit_depth=16 writes what nst-tf writes (16-bit
+    PNG, the photo's ICC profile and DPI); a photo whose untiled estimate exceeds
+    --memory_per_worker but that fits tiled is done (the engine's tiled plan); a `**`
+    glob reaching the output folder gives the same photos on the rerun; and a stale
+    ray_current_cluster, a dangling session_latest and a stale RAY_ADDRESS are ignored."""
+    import zlib
+
+    from PIL import ImageCms
+
+    from nst_tf.engine import memory
+    from nst_tf.settings.config import Config
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    rng = np.random.default_rng(5)
+    (tmp_path / "in").mkdir()
+    pixels = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "in" / "print.png", icc_profile=profile, dpi=(300, 300))
+    Image.fromarray(pixels[::-1]).save(tmp_path / "in" / "plain.jpg", quality=95)
+    # What another Ray session left: an address file and a session link to nothing.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{probe.getsockname()[1]}"
+    stale = tmp_path.parent / f"{tmp_path.name}-raytmp"
+    (stale / "ray").mkdir(parents=True)
+    (stale / "ray" / "ray_current_cluster").write_text(dead)
+    os.symlink(stale / "ray" / "session_gone", stale / "ray" / "session_latest")
+    stale_before = _state(stale)
+    # Less than the untiled step needs, enough for 32 px tiles (the engine's estimates).
+    config = Config(
+        size=64,
+        min_size=0,
+        optimizer="adam",
+        precision="float32",
+        content_layers=("block2_conv1",),
+        style_layers=("block1_conv1", "block2_conv1"),
+    )
+    tiled = memory.estimated_peak_bytes(48, 64, config, tile=32)
+    assert tiled < memory.estimated_peak_bytes(48, 64, config)
+    flags = ["--size=64", "--bit_depth=16", f"--memory_per_worker={tiled / 1e9 + 1e-4:.4f}"]
+    inputs, output_dir = f"{tmp_path}/**/*", tmp_path / "out"
+    inputs_before = _state(tmp_path / "in")
+    env = dict(_env(), RAY_TMPDIR=str(stale), RAY_ADDRESS=dead)
+    run = _batch(inputs, output_dir, *flags, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "done 2, skipped 0" in run.stderr, run.stderr
+    assert _state(stale) == stale_before and _state(tmp_path / "in") == inputs_before
+    chunks = _chunks(output_dir / "print.png")
+    assert chunks[b"IHDR"][8] == 16  # bits per channel
+    assert zlib.decompress(chunks[b"iCCP"].split(b"\0", 1)[1][1:]) == profile
+    ppm = round(300 / 0.0254)
+    assert chunks[b"pHYs"] == ppm.to_bytes(4, "big") * 2 + b"\x01"
+    plain = _chunks(output_dir / "plain.png")
+    assert plain[b"IHDR"][8] == 16 and b"iCCP" not in plain and b"pHYs" not in plain
+    # The rerun, whose glob now also matches the results: the same two photos, done.
+    stamps = _state(output_dir)
+    rerun = _batch(inputs, output_dir, *flags)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "done 0, skipped 2" in rerun.stderr, rerun.stderr
+    assert _state(output_dir) == stamps
+    # Below the tiled minimum, refused up front, naming it.
+    least = memory.smallest_budget(48, 64, config)
+    lines = _refused(
+        tmp_path,
+        "--size=64",
+        f"--memory_per_worker={least / 1e9 - 1e-3:.4f}",
+        inputs=tmp_path / "in",
+        output_dir=tmp_path / "out2",
+    )
+    assert f"less than the {least / 1e9:.3g} GB the smallest photo needs" in lines[-1]
+    # 16 bits are PNG's: a JPEG batch is refused.
+    assert (
+        "--bit_depth=16 writes 16-bit PNG"
+        in _refused(
+            tmp_path,
+            "--bit_depth=16",
+            "--format=jpg",
+            inputs=tmp_path / "in",
+            output_dir=tmp_path / "out2",
+        )[-1]
+    )
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 256 KB tmpfs, filled up but for its folder `out`; unmounted at the end."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs the tests as root)")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", disk], check=True)
+    try:
+        (disk / "out").mkdir()
+        with open(disk / "filler", "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 4096)
+                    f.flush()
+            except OSError:
+                pass
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", disk], check=True)
+
+
+def test_a_full_disk_fails_each_photo_with_its_reason_and_the_batch_ends_with_a_summary(
+    tmp_path, full_disk, processes  # noqa: F811
+):
+    for index in range(3):
+        _photo(tmp_path / "in" / f"photo{index}.png", seed=index)
+    inputs_before, disk_before = _state(tmp_path / "in"), _state(full_disk)
+    before = _descendants()
+    result = _batch(tmp_path / "in", full_disk / "out")
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert "done 0, skipped 0 (already done), failed 3" in lines[-4], result.stderr
+    for index, line in enumerate(lines[-3:]):
+        assert line.startswith(f"failed photo{index}: cannot write its result: "), line
+        assert "No space left on device" in line
+        assert line.endswith(
+            "its error record could not be written either (No space left on device)"
+        )
+    assert _state(full_disk) == disk_before  # nothing half-written, the filler untouched
+    assert _state(tmp_path / "in") == inputs_before
+    assert not _wait_gone(_descendants() - before, 20)

@@ -3,9 +3,12 @@
     nst-tf-batch --inputs=photos/ --output_dir=out/ --style=painting.jpg --size=512
 
 Every nst-tf setting that changes the result is taken as by nst-tf (its flags are
-made by nst_tf.commands.cli from the settings' descriptions); the flags below say where the
-photos are and how to run. The job's logic is in nst_tf.commands.jobs, the Ray layer in
-nst_tf.commands.raypool.
+made by nst_tf.commands.cli from the settings' descriptions); the nst-tf settings that
+name one photo's files or one run's state get no flag, and a line saying why. The flags
+below say where the photos are and how to run. The job's logic is in
+nst_tf.commands.jobs, the output folder's format in nst_tf.commands.records, the work on
+one photo in nst_tf.commands.work, the Ray layer in nst_tf.commands.raypool (the pool)
+and nst_tf.commands.raycluster (starting or joining Ray).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import time
 
 from absl import app, flags, logging
 
-from nst_tf.commands import cli, jobs, raypool
+from nst_tf.commands import cli, jobs, raycluster, raypool, records
 from nst_tf.errors import ConfigError, NstError
 from nst_tf.settings.config import INIT_KEYWORDS, Config, validate
 
@@ -36,28 +39,38 @@ flags.DEFINE_integer(
 flags.DEFINE_float(
     "memory_per_worker",
     None,
-    "GB each worker reserves in Ray's scheduler; default: the estimate for --size. "
-    "A photo estimated to need more fails.",
+    "GB each worker reserves in Ray's scheduler, and its memory budget (a photo whose "
+    "whole-image step does not fit is tiled); default: the untiled estimate for --size.",
 )
 flags.DEFINE_string(
     "ray_address",
     "",
     "Empty: an embedded Ray on 127.0.0.1; 'auto' or HOST:PORT: join a running cluster.",
 )
+flags.DEFINE_float(
+    "ray_timeout",
+    30.0,
+    "Seconds to wait for the cluster at --ray_address to answer before giving up.",
+)
 flags.DEFINE_integer("max_retries", 2, "Retries of a photo whose worker died (crash, OOM kill).")
 flags.DEFINE_bool("overwrite", False, "Redo photos whose sidecar says they are done.")
 flags.DEFINE_enum("format", "png", list(jobs.FORMATS), "Output image format.")
 
-# nst-tf settings that name one photo's files or a single run's state: not for a batch.
-# Their flags are defined all the same, so that giving one gets a message saying why.
-_NOT_FOR_BATCH = (
-    "content",
-    "output",
-    "checkpoint_every",
-    "checkpoint_dir",
-    "resume",
-    "trace",
-    "save_every",
+# nst-tf settings that a batch does not take, and why. They get no flag (so --help and
+# --helpfull list only what a batch takes); giving one gets this line.
+_NOT_FOR_BATCH = {
+    "content": "photos come from --inputs",
+    "output": "results go to --output_dir",
+    "checkpoint_every": "a photo is the unit of restart: run the same command again",
+    "checkpoint_dir": "a photo is the unit of restart: run the same command again",
+    "resume": "a photo is the unit of restart: run the same command again",
+    "trace": "the sidecar NAME.json holds each photo's final losses, steps and time",
+    "save_every": "a batch writes each photo's result once, when it is done",
+    "log_every": "workers print no progress lines; the progress bar and the sidecars do",
+    "memory_limit": "each worker's memory is --memory_per_worker",
+}
+BATCH_SETTINGS = tuple(
+    field.name for field in dataclasses.fields(Config) if field.name not in _NOT_FOR_BATCH
 )
 
 
@@ -73,6 +86,7 @@ class BatchOptions:
             None: raypool.DEFAULT_CPUS_PER_WORKER, or all of a smaller cluster's.
         memory_per_worker: GB each actor reserves; None: the estimate for config.size.
         ray_address: "" (embedded Ray on 127.0.0.1), "auto" or HOST:PORT.
+        ray_timeout: Seconds to wait for the cluster's answer.
         max_retries: Retries of a photo whose worker died.
         overwrite: Redo photos already done.
         fmt: "png" or "jpg".
@@ -85,6 +99,7 @@ class BatchOptions:
     cpus_per_worker: int | None = None
     memory_per_worker: float | None = None
     ray_address: str = ""
+    ray_timeout: float = 30.0
     max_retries: int = 2
     overwrite: bool = False
     fmt: str = "png"
@@ -107,6 +122,8 @@ def check_options(options: BatchOptions) -> None:
         raise ConfigError(f"--cpus_per_worker must be at least 1, got {options.cpus_per_worker}")
     if options.memory_per_worker is not None and not options.memory_per_worker > 0:
         raise ConfigError(f"--memory_per_worker must be > 0 GB, got {options.memory_per_worker}")
+    if not options.ray_timeout > 0:
+        raise ConfigError(f"--ray_timeout must be > 0 seconds, got {options.ray_timeout}")
     if options.max_retries < 0:
         raise ConfigError(f"--max_retries must be >= 0, got {options.max_retries}")
     if options.fmt not in jobs.FORMATS:
@@ -117,7 +134,8 @@ def run_batch(config: Config, options: BatchOptions) -> jobs.Summary:
     """Stylises every photo of options.inputs that is not done yet, with one style.
 
     Args:
-        config: The stylisation settings (content, output and checkpoints unused).
+        config: The stylisation settings (content, output, checkpoints, trace and
+            snapshots to files unused; memory_limit is the worker's memory).
         options: Where the photos are and how to run.
 
     Returns:
@@ -137,10 +155,18 @@ def run_batch(config: Config, options: BatchOptions) -> jobs.Summary:
         config, content=None, checkpoint_every=0, checkpoint_dir=None, resume=False, trace=None
     )
     config = inputs.expand_styles(validate(config))
-    paths = jobs.list_inputs(options.inputs)
-    jobs.check_output_dir(options.output_dir, paths)
+    if config.bit_depth == 16 and options.fmt != "png":
+        raise ConfigError("--bit_depth=16 writes 16-bit PNG: drop --format=jpg (or --bit_depth)")
+    # A pattern that reaches the output folder would list our results as photos on a
+    # rerun: they are left out, so that every run sees the photos the first one saw.
+    paths = [
+        path
+        for path in jobs.list_inputs(options.inputs)
+        if not records.is_our_result(options.output_dir, path)
+    ]
+    records.check_output_dir(options.output_dir, paths)
     if config.logdir:
-        jobs.check_output_dir(config.logdir, (), flag="logdir")
+        records.check_output_dir(config.logdir, (), flag="logdir")
     # Each worker finds the weights as this driver does (every node has the same set-up);
     # their sha256 enters the key.
     source = weights.find_weights(config.vgg_weights)
@@ -155,30 +181,33 @@ def run_batch(config: Config, options: BatchOptions) -> jobs.Summary:
     memory_bytes = (
         per_worker * 1e9 if per_worker else memory.estimated_peak_bytes(*(config.size,) * 2, config)
     )
+    # A worker plans its scales (whole or tiled) in the memory it reserves, as nst-tf
+    # does in --memory_limit; the memory does not change a result, nor the key.
+    config = dataclasses.replace(config, memory_limit=memory_bytes / 1e9)
     job = jobs.Job(
         config, os.path.abspath(options.output_dir), options.fmt, memory_bytes, source.sha256
     )
     photos = jobs.plan(job, paths, jobs.job_digest(config, options.fmt, source.sha256))
     init_path = [] if config.init in INIT_KEYWORDS else [config.init]
     reads = [*config.style_paths(), *config.style_mask, config.style_targets, *init_path]
-    jobs.check_ours(job, photos, reads)
+    records.check_ours(job, photos, reads)
     if per_worker:
-        # No photo would fit: say so now rather than fail each one on a worker.
-        needs = [memory.estimated_peak_bytes(*p.shape, config) for p in photos if p.shape]
+        # No photo would fit, even tiled: say so now rather than fail each one on a worker.
+        needs = [memory.smallest_budget(*p.shape, config) for p in photos if p.shape]
         if needs and min(needs) > memory_bytes:
             raise ConfigError(
                 f"--memory_per_worker={per_worker:g} GB is less than the "
-                f"{jobs.gigabytes(min(needs))} the smallest photo needs at --size={config.size}; "
-                "give at least that, or lower --size"
+                f"{jobs.gigabytes(min(needs))} the smallest photo needs at --size={config.size} "
+                "even tiled; give at least that, or lower --size"
             )
     summary = jobs.Summary()
     todo = []
     for photo in photos:
         if options.overwrite:
             todo.append(photo)
-        elif jobs.is_done(job, photo):
+        elif records.is_done(job, photo):
             summary.skipped += 1
-        elif reason := jobs.failed_before(job, photo):
+        elif reason := records.failed_before(job, photo):
             summary.failed[photo.name] = f"{reason} (an earlier run; see {job.error(photo.name)})"
         else:
             todo.append(photo)
@@ -187,15 +216,12 @@ def run_batch(config: Config, options: BatchOptions) -> jobs.Summary:
     created = _missing_dirs(job.output_dir)
     os.makedirs(job.output_dir, exist_ok=True)
     try:
-        with jobs.exclusive(job.output_dir):  # one batch per output directory
+        with records.exclusive(job.output_dir):  # one batch per output directory
             if not todo:
-                jobs.remove_partials(job.output_dir)
+                records.remove_partials(job.output_dir)
                 return summary
-            ray = raypool.connect(options.ray_address)
-            try:
+            with raycluster.connect(options.ray_address, options.ray_timeout) as ray:
                 _run_pool(ray, job, todo, style, (masks, init), options, summary)
-            finally:
-                ray.shutdown()
     except BaseException:
         for directory in created:  # ours, and left empty when Ray could not start
             try:
@@ -224,8 +250,7 @@ def _run_pool(ray, job, todo, style, extras, options, summary) -> None:
     workers, cpus_per_worker = raypool.pool_size(
         ray, options.workers, options.cpus_per_worker, job.memory_bytes, len(todo)
     )
-    os.makedirs(job.output_dir, exist_ok=True)
-    removed = jobs.remove_partials(job.output_dir)
+    removed = records.remove_partials(job.output_dir)
     logging.info(
         "%d photos to do, %d done before, %d failed before%s; %d workers x %d CPUs, %s each",
         len(todo),
@@ -273,6 +298,7 @@ def options_from_flags() -> BatchOptions:
         cpus_per_worker=flags_values.cpus_per_worker,
         memory_per_worker=flags_values.memory_per_worker,
         ray_address=flags_values.ray_address,
+        ray_timeout=flags_values.ray_timeout,
         max_retries=flags_values.max_retries,
         overwrite=flags_values.overwrite,
         fmt=flags_values.format,
@@ -290,6 +316,28 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _refused_flag(argv: list[str]) -> str | None:
+    """The first nst-tf setting on the command line that a batch does not take."""
+    for arg in argv[1:]:
+        if arg == "--":
+            break
+        name = arg.lstrip("-").split("=", 1)[0] if arg.startswith("-") else ""
+        if name not in _NOT_FOR_BATCH and name.startswith("no"):
+            name = name[2:]  # --noresume
+        if name in _NOT_FOR_BATCH:
+            return name
+    return None
+
+
+def _parse(argv: list[str]) -> list[str]:
+    """nst-tf's parser (one line and exit status 2 for a malformed flag), after a line
+    and exit status 1 for an nst-tf setting that a batch does not take."""
+    name = _refused_flag(argv)
+    if name:
+        sys.exit(cli._fail(f"--{name} is not a batch flag: {_NOT_FOR_BATCH[name]}", 1))  # noqa
+    return cli._parse(argv)  # pylint: disable=protected-access
+
+
 def _batch_main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])}; all options are --flags")
@@ -297,12 +345,6 @@ def _batch_main(argv: list[str]) -> int:
     # SIGTERM ends the run as Ctrl-C does: Ray is shut down, finished photos are kept.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        given = [name for name in _NOT_FOR_BATCH if cli.FLAGS[name].present]
-        if given:
-            raise ConfigError(
-                f"--{given[0]} is not a batch flag: photos come from --inputs, results go to "
-                "--output_dir, and a photo is the unit of restart"
-            )
         summary = run_batch(cli.config_from_flags(), options_from_flags())
     except NstError as err:
         return cli._fail(str(err), 1)  # pylint: disable=protected-access
@@ -316,12 +358,30 @@ def _batch_main(argv: list[str]) -> int:
     return 1 if summary.failed else 0
 
 
+_BATCH_FLAGS = (
+    "inputs",
+    "output_dir",
+    "workers",
+    "cpus_per_worker",
+    "memory_per_worker",
+    "ray_address",
+    "ray_timeout",
+    "max_retries",
+    "overwrite",
+    "format",
+)
+
+
 def main() -> None:
     """Entry point of `nst-tf-batch` and `python -m nst_tf.commands.batch`."""
     if os.path.basename(sys.argv[0]) == "batch.py":
         sys.argv[0] = "nst-tf-batch"  # messages name the command, not this file
-    cli.define_flags()  # every nst-tf setting, described once in nst_tf.settings.config
-    app.run(_batch_main, flags_parser=cli._parse)  # pylint: disable=protected-access
+    # The nst-tf settings a batch takes, described once in nst_tf.settings.config; --help
+    # lists them with the batch's own flags.
+    names = _BATCH_FLAGS + cli.define_flags(BATCH_SETTINGS)
+    for name in names:
+        cli.FLAGS.register_key_flag_for_module(sys.argv[0], cli.FLAGS[name])
+    app.run(_batch_main, flags_parser=_parse)
 
 
 if __name__ == "__main__":

@@ -1,41 +1,22 @@
 """The Ray layer of nst-tf-batch: a pool of actors, each keeping one Stylizer.
 
-Everything that decides what a photo's output is lives in nst_tf.commands.jobs; this module only
-starts or joins Ray, keeps one call in flight per actor, and turns a worker that died
-too often into a failed photo.
+Everything that decides what a photo's output is lives in nst_tf.commands.jobs, records and
+work; this module only keeps one call in flight per actor, and turns a worker that died too
+often into a failed photo.
 
-Loopback. On Linux, Ray 2.60 replaces 127.0.0.1 (given as the node address) by the
-machine's own address and listens on every interface, as a cluster node must. Its
-single-machine mode, the default on macOS and Windows and chosen on Linux by the
-environment variable RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 set before Ray is imported,
-keeps the node address at 127.0.0.1, and every Ray process (GCS, raylet, agents,
-workers) then binds 127.0.0.1 only. An embedded Ray, and a driver that joins a cluster
-on a loopback address, use it; a driver joining a cluster at another address does not,
-since the cluster's other machines must reach it.
-
-Authentication. Ray 2.60 turns on token authentication for a cluster when a token
-exists (~/.ray/auth_token, which any local ray.init() creates). A driver that joins an
-explicit HOST:PORT presents a token only with RAY_AUTH_MODE=token; so when the user has
-not chosen a mode and a token is at hand, that is set. A cluster without authentication
-accepts such a driver too.
+Starting or joining Ray (loopback, authentication, the embedded session's isolation and
+watchdog) is nst_tf.commands.raycluster's.
 """
 
 from __future__ import annotations
 
-import logging as std_logging
-import os
-import signal
 import socket
-import threading
 from collections.abc import Callable, Sequence
 
-from nst_tf.commands import jobs
+from nst_tf.commands import jobs, records, work
+from nst_tf.commands.raycluster import one_line
 from nst_tf.errors import ConfigError, WeightsError
 from nst_tf.settings.config import Config
-
-LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-# The style statistics, masks and start image are all the object store holds.
-OBJECT_STORE_BYTES = 256 * 2**20
 
 
 class BatchWorker:
@@ -61,6 +42,8 @@ class BatchWorker:
         # Before anything runs: the pools are fixed once TensorFlow starts executing.
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
+        if config.deterministic:  # as nst-tf does it (the Stylizer only picks XLA by it)
+            tf.config.experimental.enable_op_determinism()
         from nst_tf.engine.stylizer import Stylizer  # pylint: disable=import-outside-toplevel
 
         self.stylizer = Stylizer(config)
@@ -83,96 +66,9 @@ class BatchWorker:
         return True
 
     def run(self, job: jobs.Job, photo: jobs.Photo, style, extras) -> jobs.Outcome:
-        """Stylises one photo (jobs.stylize_photo); extras is (masks, init)."""
+        """Stylises one photo (work.stylize_photo); extras is (masks, init)."""
         masks, init = extras
-        return jobs.stylize_photo(self.stylizer, job, photo, style, masks, init)
-
-
-def import_ray(address: str):
-    """Imports Ray configured for `address` (see the module docstring).
-
-    Raises:
-        ConfigError: Ray is not installed.
-    """
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    if not address or _is_loopback(address):
-        os.environ[LOOPBACK_ENV] = "0"
-    if address and address != "auto" and "RAY_AUTH_MODE" not in os.environ and _has_token():
-        os.environ["RAY_AUTH_MODE"] = "token"
-    try:
-        import ray  # pylint: disable=import-outside-toplevel
-    except ImportError:
-        raise ConfigError(
-            "nst-tf-batch needs Ray: pip install 'nst_tf[ray]' (or pip install 'ray>=2.60')"
-        ) from None
-    return ray
-
-
-def _is_loopback(address: str) -> bool:
-    host = address.rsplit(":", 1)[0]
-    return host == "localhost" or host.startswith("127.")
-
-
-def _has_token() -> bool:
-    return bool(
-        os.environ.get("RAY_AUTH_TOKEN")
-        or os.environ.get("RAY_AUTH_TOKEN_PATH")
-        or os.path.exists(os.path.expanduser("~/.ray/auth_token"))
-    )
-
-
-def _check_reachable(address: str) -> None:
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"--ray_address={address} is not HOST:PORT, 'auto' or empty")
-    try:
-        with socket.create_connection((host, int(port)), timeout=5):
-            pass
-    except OSError as err:
-        raise ConfigError(
-            f"--ray_address={address}: nothing answers there ({err.strerror or err}); "
-            "start the cluster with `ray start --head` or fix the address"
-        ) from None
-
-
-def connect(address: str):
-    """Starts an embedded Ray on 127.0.0.1 (address empty) or joins a cluster.
-
-    Returns:
-        The ray module, initialised; call ray.shutdown() when done.
-
-    Raises:
-        ConfigError: Ray is missing, or the cluster cannot be reached or joined.
-    """
-    ray = import_ray(address)
-    options = {"logging_level": std_logging.ERROR, "log_to_driver": False}
-    if not address:
-        options.update(
-            num_cpus=os.cpu_count(),
-            include_dashboard=False,
-            object_store_memory=OBJECT_STORE_BYTES,
-        )
-    elif address != "auto":
-        _check_reachable(address)
-    # ray.init makes SIGTERM call sys.exit; the caller's handler is put back after it.
-    sigterm = signal.getsignal(signal.SIGTERM)
-    try:
-        ray.init(address=address or None, **options)
-    except Exception as err:  # noqa: BLE001 - Ray raises many kinds; all mean "cannot join"
-        raise ConfigError(
-            f"--ray_address={address or '(embedded)'}: cannot start or join Ray "
-            f"({_one_line(err)}); a cluster with token authentication needs its token: "
-            "see `ray get-auth-token`"
-        ) from None
-    finally:
-        if threading.current_thread() is threading.main_thread() and sigterm is not None:
-            signal.signal(signal.SIGTERM, sigterm)
-    return ray
-
-
-def _one_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[-1] if lines else type(err).__name__
+        return work.stylize_photo(self.stylizer, job, photo, style, masks, init)
 
 
 # Measured on 2 cores (docs/benchmarks.md, "Batch"): one worker with 2 threads beat two
@@ -257,7 +153,7 @@ def run(
             try:
                 ray.get(actors[0].ready.remote(style_ref))
             except ray.exceptions.RayError as err:
-                raise ConfigError(f"cannot measure the style: {_one_line(err)}") from None
+                raise ConfigError(f"cannot measure the style: {one_line(err)}") from None
         else:
             style_ref = ray.put(style)
         extras_ref = ray.put(extras)
@@ -279,10 +175,10 @@ def run(
                 outcome = ray.get(ready)
             except ray.exceptions.RayActorError:
                 reason = f"its worker died {max_retries + 1} times on it (out of memory?)"
-                outcome = jobs.write_error(job, photo, reason, final=False)
+                outcome = records.write_error(job, photo, reason, final=False)
             except ray.exceptions.RayError as err:
-                reason = f"internal error: {_one_line(err)}"
-                outcome = jobs.write_error(job, photo, reason, final=False)
+                reason = f"internal error: {one_line(err)}"
+                outcome = records.write_error(job, photo, reason, final=False)
             on_outcome(outcome)
             submit(actor)
     finally:

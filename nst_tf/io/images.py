@@ -193,12 +193,12 @@ def check_output_path(path: str, flag: str = "output", image: bool = True) -> No
     check_writable_file(path, flag)
 
 
-# How atomic_write names its temporary files: a SIGKILL can leave one behind, and a
-# batch rerun removes what matches this in its output directory.
+# How atomic_write names its temporary files: a SIGKILL can leave one behind. A writer
+# may tag its names (nst-tf-batch: "batch-") so that it removes only its own leftovers.
 TEMP_GLOB = ".nst_tf-*.part"
 
 
-def _create_temp(directory: str) -> tuple[int, str]:
+def _create_temp(directory: str, tag: str = "") -> tuple[int, str]:
     """Creates an empty hidden file next to the destination, with the usual permissions.
 
     Unlike tempfile.mkstemp (mode 0600), the mode is 0666 less the umask, as for any file
@@ -206,7 +206,7 @@ def _create_temp(directory: str) -> tuple[int, str]:
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     for _ in range(100):
-        tmp = os.path.join(directory, TEMP_GLOB.replace("*", secrets.token_hex(8)))
+        tmp = os.path.join(directory, TEMP_GLOB.replace("*", tag + secrets.token_hex(8)))
         try:
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:
@@ -215,15 +215,16 @@ def _create_temp(directory: str) -> tuple[int, str]:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str, mode: str = "wb"):
+def atomic_write(path: str, mode: str = "wb", tag: str = ""):
     """Yields a file object whose contents replace `path` only once fully written.
 
-    The data goes to a temporary file in the same directory, is fsynced, then renamed
-    over `path`, so readers see the old file or the whole new one, never a part. A file
-    that is replaced keeps its permissions.
+    The data goes to a temporary file in the same directory (named as TEMP_GLOB with
+    `tag` before its random part), is fsynced, then renamed over `path`, so readers see
+    the old file or the whole new one, never a part. A file that is replaced keeps its
+    permissions.
     """
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = _create_temp(directory)
+    fd, tmp = _create_temp(directory, tag)
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -378,7 +379,11 @@ def to_uint16(image: np.ndarray) -> np.ndarray:
 
 
 def save_image(
-    image: np.ndarray, path: str, bit_depth: int = 8, info: PrintInfo | None = None
+    image: np.ndarray,
+    path: str,
+    bit_depth: int = 8,
+    info: PrintInfo | None = None,
+    tag: str = "",
 ) -> None:
     """Writes an RGB image atomically; the format follows the extension.
 
@@ -388,13 +393,14 @@ def save_image(
             16 bits.
         bit_depth: 8, or 16 bits per channel (PNG written with pypng, TIFF with tifffile).
         info: An ICC profile and DPI to embed (the content's), or None.
+        tag: Marks the temporary file's name (see atomic_write).
 
     Raises:
         OutputError: the path cannot be written.
     """
     fmt = _format_for(path)
     try:
-        with atomic_write(path) as f:
+        with atomic_write(path, tag=tag) as f:
             _encode(f, image, fmt, bit_depth, info or PrintInfo())
     except _WRITE_ERRORS as err:
         raise OutputError(
