@@ -5,6 +5,7 @@ of the user's is unchanged (bytes and mtimes). The cases that are refused before
 starts run without Ray.
 """
 
+import errno
 import hashlib
 import os
 import signal
@@ -480,13 +481,13 @@ def full_disk(tmp_path):
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", disk], check=True)
     try:
         (disk / "out").mkdir()
-        with open(disk / "filler", "wb") as f:
-            try:
+        try:
+            with open(disk / "filler", "wb") as f:
                 while True:
                     f.write(b"\0" * 4096)
                     f.flush()
-            except OSError:
-                pass
+        except OSError as err:
+            assert err.errno == errno.ENOSPC
         yield disk
     finally:
         subprocess.run(["umount", "-l", disk], check=True)
