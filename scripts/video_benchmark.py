@@ -4,7 +4,7 @@
 
 Makes a clip by panning and zooming over one photo (so the true motion is smooth and
 known), stylises it with several settings, and reports for each: the flicker measure
-(nst_tf.commands.video.flicker: mean absolute difference between each output frame and the
+(nst_tf.core.flow.flicker: mean absolute difference between each output frame and the
 previous one warped along the input's flow, over the pixels the consistency check
 keeps), each frame's style loss against the independent frames', and the time of the
 first frame against the later ones. A strip of frames goes to docs/images/.
@@ -29,7 +29,8 @@ sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from nst_tf.commands import video  # noqa: E402
-from nst_tf.io import images  # noqa: E402
+from nst_tf.core import flow  # noqa: E402
+from nst_tf.io import clips, images  # noqa: E402
 from nst_tf.model.features import cpu_flags  # noqa: E402
 from nst_tf.settings.config import Config  # noqa: E402
 
@@ -54,7 +55,7 @@ def run(config, settings, clip_dir, out_dir, style):
     shutil.rmtree(out_dir, ignore_errors=True)
     reports = []
     video.stylize_video(config, settings, clip_dir, out_dir, style, on_frame=reports.append)
-    frames = [images.load_image(p) for p in sorted(video.open_clip(out_dir).frames)]
+    frames = [images.load_image(p) for p in sorted(clips.open_clip(out_dir).frames)]
     return reports, frames
 
 
@@ -75,7 +76,7 @@ def main() -> None:
     os.makedirs(clip_dir)
     width, height = args.size, round(args.size * 2 / 3)
     make_clip(args.photo, clip_dir, args.frames, width, height)
-    contents = [images.load_image(p) for p in sorted(video.open_clip(clip_dir).frames)]
+    contents = [images.load_image(p) for p in sorted(clips.open_clip(clip_dir).frames)]
     style = images.load_image(args.style, args.size)
     # One scale: at these small sizes a coarse-to-fine first frame (from half the size)
     # loses the content to the style, and every later frame would inherit that.
@@ -101,7 +102,7 @@ def main() -> None:
         rows.append(
             {
                 "variant": name,
-                "flicker": video.flicker(frames, contents),
+                "flicker": flow.flicker(frames, contents),
                 "style_ratio_max": float(np.max(styles[1:] / independent_style[1:])),
                 "style_ratio_mean": float(np.mean(styles[1:] / independent_style[1:])),
                 "first_frame_s": reports[0].seconds,

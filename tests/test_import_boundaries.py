@@ -50,6 +50,7 @@ TF_FREE = (
     "nst_tf.io.inputs",
     "nst_tf.io.targets",
     "nst_tf.io.model_dir",
+    "nst_tf.io.export",
     "nst_tf.commands.cli",
     "nst_tf.commands.jobs",
     "nst_tf.commands.records",
@@ -59,6 +60,9 @@ TF_FREE = (
     "nst_tf.commands.batch",
     "nst_tf.commands.run",
     "nst_tf.commands.video",
+    "nst_tf.io.clips",
+    "nst_tf.settings.video",
+    "nst_tf.core.flow",
 )
 
 

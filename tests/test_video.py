@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nst_tf.commands import video
+from nst_tf.core import flow
+from nst_tf.io import clips
 
 RNG = np.random.default_rng(18)
 VIDEO = [sys.executable, "-c", "from nst_tf.commands.cli import video_main; video_main()"]
@@ -28,14 +29,14 @@ def test_warp_follows_a_known_shift_within_half_a_pixel():
     dx, dy = 3, 2
     previous = picture[10:90, 10:130]
     current = picture[10 + dy : 90 + dy, 10 + dx : 130 + dx]  # the camera moved by (dx, dy)
-    backward = video.optical_flow(current, previous)
+    backward = flow.optical_flow(current, previous)
     inner = (slice(8, -8), slice(8, -8))
     assert np.abs(backward[inner][..., 0] - dx).mean() < 0.5
     assert np.abs(backward[inner][..., 1] - dy).mean() < 0.5
-    warped = video.warp(previous, backward)
+    warped = flow.warp(previous, backward)
     # An exact flow of (dx, dy) reproduces the current frame exactly; the estimated one
     # within a fraction of the picture's contrast.
-    exact = video.warp(previous, np.broadcast_to(np.float32([dx, dy]), backward.shape).copy())
+    exact = flow.warp(previous, np.broadcast_to(np.float32([dx, dy]), backward.shape).copy())
     np.testing.assert_allclose(exact[:-dy, :-dx], current[:-dy, :-dx], atol=1e-3)
     assert np.abs(warped[inner] - current[inner]).mean() < 0.05 * current.std()
 
@@ -54,7 +55,7 @@ def test_consistency_marks_a_region_that_appears():
     forward[22:42, 30:50, 0] = 6  # the square's pixels move 6 px right
     backward = np.zeros((64, 96, 2), np.float32)
     backward[22:42, 36:56, 0] = -6
-    weights = video.consistency(backward, forward)
+    weights = flow.consistency(backward, forward)
     uncovered = weights[24:40, 31:35]  # background that the square covered before
     assert uncovered.max() == 0
     assert weights[2:18, 2:90].min() == 1  # still background far from the square
@@ -64,9 +65,9 @@ def test_consistency_marks_a_region_that_appears():
 def test_flicker_is_zero_for_outputs_that_follow_the_motion():
     picture = _texture(120, 160).astype(np.float32)
     contents = [picture[10 + t : 90 + t, 10 + 2 * t : 130 + 2 * t] for t in range(4)]
-    assert video.flicker(contents, contents) < 2.0
+    assert flow.flicker(contents, contents) < 2.0
     noisy = [RNG.uniform(0, 255, c.shape).astype(np.float32) for c in contents]
-    assert video.flicker(noisy, contents) > 40.0
+    assert flow.flicker(noisy, contents) > 40.0
 
 
 def _clip_with_audio(path, frames=12, fps=12):
@@ -112,7 +113,7 @@ def _run(*args, cwd):
 @pytest.mark.slow
 def test_a_clip_goes_end_to_end_with_its_frame_count_fps_and_audio(tmp_path):
     clip = _clip_with_audio(tmp_path / "clip.mp4")
-    assert video.has_audio(str(clip))
+    assert clips.has_audio(str(clip))
     result = _run(
         "--input=clip.mp4",
         "--output=out.mp4",
@@ -122,12 +123,12 @@ def test_a_clip_goes_end_to_end_with_its_frame_count_fps_and_audio(tmp_path):
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    out = video.open_clip(str(tmp_path / "out.mp4"))
+    out = clips.open_clip(str(tmp_path / "out.mp4"))
     frames = list(out.read())
     assert len(frames) == 12 and out.fps == pytest.approx(12.0)
     # 64x43 px frames; H.264's 4:2:0 colour needs even sides, so the video is 64x44.
     assert frames[0].shape == (44, 64, 3)
-    assert video.has_audio(str(tmp_path / "out.mp4"))
+    assert clips.has_audio(str(tmp_path / "out.mp4"))
     # Exactly one video and one audio stream (not the source's streams mapped again).
     probe = subprocess.run(
         [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(tmp_path / "out.mp4")],
@@ -166,6 +167,8 @@ def test_a_killed_run_continues_where_it_stopped(tmp_path):
     before = {name: os.stat(out / name).st_mtime_ns for name in done}
     result = _run(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
+    # The whole result is counted, not only the frames made by this run.
+    assert f"wrote out (8 frames, {len(done)} of them from an earlier run)" in result.stderr
     frames = sorted(n for n in os.listdir(out) if n.startswith("frame_"))
     assert frames == [f"frame_{i:06d}.png" for i in range(8)]
     # The frames finished before the kill were kept, not redone.

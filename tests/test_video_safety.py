@@ -3,15 +3,17 @@ streams read back with ffmpeg itself (issue 23)."""
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import imageio_ffmpeg
 import numpy as np
 import pytest
 from PIL import Image
 
-from nst_tf.commands import video
+from nst_tf.io import clips
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 VIDEO = [sys.executable, "-c", "from nst_tf.commands.cli import video_main; video_main()"]
@@ -67,7 +69,7 @@ def _audio(path):
 
 
 def _frame_count(path):
-    return len(list(video.open_clip(str(path)).read()))
+    return len(list(clips.open_clip(str(path)).read()))
 
 
 def _run(*args, cwd):
@@ -172,7 +174,7 @@ def _lavfi_clip(path, size):
 
 def test_huge_frames_are_scaled_down_by_ffmpeg_and_too_many_pixels_refused(tmp_path):
     _lavfi_clip(tmp_path / "big.mp4", "8192x4096")
-    clip = video.open_clip(str(tmp_path / "big.mp4"))
+    clip = clips.open_clip(str(tmp_path / "big.mp4"))
     assert clip.size == (8192, 4096) and not clip.audio
     frames = list(clip.read(0, 2, longest=64))
     assert [frame.shape for frame in frames] == [(32, 64, 3)] * 2
@@ -181,3 +183,68 @@ def test_huge_frames_are_scaled_down_by_ffmpeg_and_too_many_pixels_refused(tmp_p
     result = _run("--input=huge.mp4", "--output=out.mp4", *SMALL, cwd=tmp_path)
     _one_error_line(result, "pixels")
     assert sorted(os.listdir(tmp_path)) == ["big.mp4", "huge.mp4"]
+
+
+def _processes_naming(text):
+    """Pids of processes whose command line mentions `text` (this test's folder)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if text.encode() in f.read():
+                    found.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _pitch(samples):
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    return np.fft.rfftfreq(len(samples), 1 / RATE)[np.argmax(spectrum)]
+
+
+def test_sigterm_keeps_the_finished_frames_and_the_rerun_ends_them_with_audio_at_its_fps(tmp_path):
+    """SIGTERM mid-clip: exit 143 in one line, no video and nothing half-written, no process
+    left; the same command then finishes, counts every frame, and plays the audio of the
+    frames kept (12 fps) in the time the frames take at --fps=24, pitch kept."""
+    _clip(tmp_path / "clip.mp4", frames=6, audio=True)
+    args = ["--input=clip.mp4", "--output=out.mp4", "--fps=24", *SMALL]
+    child = subprocess.Popen(
+        [*VIDEO, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    work = tmp_path / "out.mp4.frames"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and child.poll() is None:
+        if work.is_dir() and any(name.startswith("frame_") for name in os.listdir(work)):
+            break
+        time.sleep(0.1)
+    child.send_signal(signal.SIGTERM)
+    _, stderr = child.communicate(timeout=120)
+    assert child.returncode == 143, stderr[-2000:]
+    errors = [line for line in stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "stopped by SIGTERM" in errors[0], stderr[-2000:]
+    assert "run the same command to continue" in errors[0] and "Traceback" not in stderr
+    kept = sorted(name for name in os.listdir(work) if name.startswith("frame_"))
+    assert 1 <= len(kept) < 6
+    assert sorted(os.listdir(tmp_path)) == ["clip.mp4", "out.mp4.frames"]  # no video, no temp
+    assert sorted(os.listdir(work)) == [".nst_tf_video.json", *kept]
+    assert _processes_naming(str(tmp_path)) == []
+
+    result = _run(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"wrote out.mp4 (6 frames, {len(kept)} of them from an earlier run)" in result.stderr
+    # TensorFlow's start-up banner stays out: every line is ours or the progress bar's.
+    lines = [line for line in result.stderr.replace("\r", "\n").splitlines() if line.strip()]
+    foreign = [line for line in lines if not line.startswith(("frames:", "VGG19", "wrote"))]
+    assert foreign == [], foreign
+    out = tmp_path / "out.mp4"
+    assert _streams(out) == ["Video", "Audio"] and _frame_count(out) == 6
+    assert clips.open_clip(str(out)).fps == pytest.approx(24.0)
+    samples = _audio(out)
+    # Six frames at 24 fps: 1/4 s (AAC's last packet may add under 1024 samples of padding).
+    assert abs(len(samples) - RATE * 6 / 24) < 1024, len(samples) / RATE
+    # Frames 0-1 played under 220 Hz and frames 4-5 under 660 Hz: so they do here.
+    pair = RATE * 2 // 24
+    assert abs(_pitch(samples[:pair]) - 220) < 40
+    assert abs(_pitch(samples[2 * pair : 3 * pair]) - 660) < 40
+    assert sorted(os.listdir(tmp_path)) == ["clip.mp4", "out.mp4"]

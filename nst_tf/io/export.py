@@ -1,4 +1,8 @@
-"""SavedModel export of the feature extractor for other programs."""
+"""SavedModel export of the feature extractor for other programs.
+
+The module imports without TensorFlow (it is loaded inside the functions that build or
+run a model), so describing an export is reading a JSON file and nothing else.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +11,20 @@ import os
 import secrets
 import shutil
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import keras
-import tensorflow as tf
-
-from nst_tf.core.losses import gram_matrix
 from nst_tf.errors import OutputError
 from nst_tf.io.images import check_output_path, load_image
 from nst_tf.io.paths import Written, check_no_overlap, check_writable_directory, open_regular, shown
 from nst_tf.io.targets import StyleTargets
-from nst_tf.model.features import IMAGENET_MEAN_BGR, FeatureExtractor
 from nst_tf.model.weights import find_weights
 from nst_tf.settings.config import layer_downsampling
 from nst_tf.version import __version__
+
+if TYPE_CHECKING:
+    import keras
+
+    from nst_tf.model.features import FeatureExtractor
 
 
 def _check_weights_input(written, vgg_weights, inputs=()) -> None:
@@ -41,6 +46,11 @@ def build_archive(model: FeatureExtractor) -> keras.export.ExportArchive:
     tf.saved_model.save) keeps the export loadable by TF1-style clients such as
     `saved_model_cli run` and TF Serving.
     """
+    import keras  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    from nst_tf.core.losses import gram_matrix  # pylint: disable=import-outside-toplevel
+
     model(tf.zeros([1, 32, 32, 3]))  # build the variables before tracking them
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -69,6 +79,8 @@ def build_archive(model: FeatureExtractor) -> keras.export.ExportArchive:
 
 def describe_model(model: FeatureExtractor) -> dict:
     """What a program loading the export needs to know to feed it and trust it."""
+    from nst_tf.model.features import IMAGENET_MEAN_BGR  # pylint: disable=C0415
+
     source = model.weights_source
     return {
         "producer": f"nst_tf {__version__}",
@@ -169,6 +181,8 @@ def export_features(
     check_writable_directory(export_dir, "export_dir", create=False)
     # "auto" means the fastest precision for *this* CPU; an export may be served anywhere.
     precision = "float32" if precision == "auto" else precision
+    from nst_tf.model.features import FeatureExtractor  # pylint: disable=C0415
+
     model = FeatureExtractor(list(layers), vgg_weights, precision, pooling)
     archive = build_archive(model)
     # Not tempfile.mkdtemp: its 0700 would make the export unreadable to a server running
@@ -214,6 +228,11 @@ def export_style_targets(
     _check_weights_input([Written("targets_out", out_path)], vgg_weights, [("style", style_path)])
     check_output_path(out_path, "targets_out", image=False)
     style = load_image(style_path, size)
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    from nst_tf.core.losses import gram_matrix  # pylint: disable=import-outside-toplevel
+    from nst_tf.model.features import FeatureExtractor  # pylint: disable=C0415
+
     model = FeatureExtractor(list(layers), vgg_weights, "float32", pooling)
     features = model(tf.constant(style[None]))
     normalize = normalization != "course"
