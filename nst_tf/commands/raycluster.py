@@ -205,14 +205,17 @@ def probe_cluster(address: str, origin: str, timeout: float) -> str:
     )
 
 
-# The watchdog of an embedded session (see the module docstring). It notes the driver's
-# descendants (pid and start time) twice a second until the driver closes its stdin or
-# dies, then ends those still there. Ctrl-C and a closed terminal reach the driver's whole
-# process group: the watchdog outlives them to clean up.
+# The watchdog of an embedded session (see the module docstring). Twice a second until the
+# driver closes its stdin or dies, it notes the driver's descendants that are Ray's (a
+# "ray::" title, or a program of the ray package) and started after the watchdog did (pid
+# and start time); then it ends those still there. So a program that calls run_batch keeps
+# its own children. Ctrl-C and a closed terminal reach the driver's whole process group:
+# the watchdog outlives them to clean up.
 _WATCHDOG = """
 import os, select, shutil, signal, sys, time
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 signal.signal(signal.SIGHUP, signal.SIG_IGN)
+folder, ray_dir = sys.argv[1:]
 driver, me = os.getppid(), os.getpid()
 
 def processes():
@@ -224,8 +227,16 @@ def processes():
                     fields = f.read().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            found[int(entry)] = (int(fields[1]), fields[19])  # parent, start time
+            found[int(entry)] = (int(fields[1]), int(fields[19]))  # parent, start time
     return found
+
+def is_ray(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            command = f.read().decode(errors="replace")
+    except OSError:
+        return False
+    return command.startswith("ray::") or ray_dir in command
 
 def session(table):
     children = {}
@@ -234,11 +245,12 @@ def session(table):
     found, todo = {}, [driver]
     while todo:
         for child in children.get(todo.pop(), ()):
-            if child != me:
+            todo.append(child)
+            if child != me and table[child][1] >= born and is_ray(child):
                 found[child] = table[child][1]
-                todo.append(child)
     return found
 
+born = processes()[me][1]
 known = {}
 while not select.select([sys.stdin], [], [], 0.5)[0]:
     known.update(session(processes()))
@@ -251,20 +263,24 @@ for _ in range(2):
             except OSError:
                 pass
     time.sleep(0.2)
-shutil.rmtree(sys.argv[1], ignore_errors=True)
+shutil.rmtree(folder, ignore_errors=True)
 """
 
 
 @contextlib.contextmanager
-def _embedded_session():
+def _embedded_session(ray_dir: str):
     """A temporary folder for an embedded Ray session, and its watchdog; yields the folder.
-    At the end, the watchdog ends what is left of the session and removes the folder."""
+    At the end, the watchdog ends what is left of the session and removes the folder.
+
+    Args:
+        ray_dir: The ray package's folder, which the programs of Ray's processes name.
+    """
     # Short: Ray's Unix socket paths under it must stay below 108 bytes.
     folder = tempfile.mkdtemp(prefix="nst_tf-ray-", dir="/tmp" if os.path.isdir("/tmp") else None)
     watchdog = None
     if os.path.isdir("/proc"):  # Linux; elsewhere Ray's own fate-sharing is all there is
         watchdog = subprocess.Popen(
-            [sys.executable, "-c", _WATCHDOG, folder],
+            [sys.executable, "-c", _WATCHDOG, folder, ray_dir],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -305,7 +321,7 @@ def connect(address: str, timeout: float = 30.0):
             ray = import_ray(address)
             options.update(
                 address="local",
-                _temp_dir=stack.enter_context(_embedded_session()),
+                _temp_dir=stack.enter_context(_embedded_session(os.path.dirname(ray.__file__))),
                 num_cpus=os.cpu_count(),
                 include_dashboard=False,
                 object_store_memory=OBJECT_STORE_BYTES,
