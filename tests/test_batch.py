@@ -388,12 +388,25 @@ def _check_exactly_once(photos, output_dir):
     return records
 
 
+def _srgb():
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+_SRGB = _srgb()
+
+
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory, processes):
     """5 photos and a corrupt file through 2 workers of an embedded Ray, watching the
     addresses Ray listens on while it runs."""
     root = tmp_path_factory.mktemp("batch")
     photos = _photos(root / "in", 5)
+    # One photo carries a print's ICC profile and DPI, as a camera's or scanner's does.
+    with Image.open(photos[0]) as image:
+        image.load()
+    image.save(photos[0], icc_profile=_SRGB, dpi=(240, 240))
     (root / "in" / "broken.png").write_bytes(Image.new("RGB", (8, 8)).tobytes()[:40])
     output_dir = root / "out"
     started = time.monotonic()
@@ -435,6 +448,15 @@ def test_each_photo_is_stylised_exactly_once_by_two_workers(first_run):
     runs = sorted(path.name for path in (run["root"] / "logs").iterdir())
     assert runs == [photo.stem for photo in photos]
     assert all(list((run["root"] / "logs" / name).glob("events.out.tfevents.*")) for name in runs)
+
+
+def test_a_result_carries_its_photos_icc_profile_and_dpi_as_nst_tf_writes_them(first_run):
+    photos, output_dir = first_run["photos"], first_run["output_dir"]
+    with Image.open(output_dir / f"{photos[0].stem}.png") as image:
+        assert image.info.get("icc_profile") == _SRGB
+        assert tuple(round(d) for d in image.info["dpi"]) == (240, 240)
+    with Image.open(output_dir / f"{photos[1].stem}.png") as image:
+        assert "icc_profile" not in image.info and "dpi" not in image.info
 
 
 def test_a_corrupt_photo_gets_its_error_record_and_exit_status_1(first_run):

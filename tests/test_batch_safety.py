@@ -174,7 +174,10 @@ def test_a_memory_per_worker_no_photo_fits_is_refused_with_its_digits(tmp_path):
     _photo(tmp_path / "in" / "photo.png")
     lines = _refused(tmp_path, "--memory_per_worker=0.01")
     assert "--memory_per_worker=0.01 GB is less than the" in lines[-1]
+    assert lines[-1].endswith("even tiled; give at least that, or lower --size")
     assert "0.0 GB" not in lines[-1]
+    lines = _refused(tmp_path, "--memory_per_worker=0.01", "--tile_size=0")
+    assert lines[-1].endswith("untiled (--tile_size=0); give at least that, or lower --size")
     assert not (tmp_path / "out").exists()
 
 

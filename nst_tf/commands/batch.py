@@ -195,10 +195,11 @@ def run_batch(config: Config, options: BatchOptions) -> jobs.Summary:
         # No photo would fit, even tiled: say so now rather than fail each one on a worker.
         needs = [memory.smallest_budget(*p.shape, config) for p in photos if p.shape]
         if needs and min(needs) > memory_bytes:
+            how = "untiled (--tile_size=0)" if str(config.tile_size) == "0" else "even tiled"
             raise ConfigError(
                 f"--memory_per_worker={per_worker:g} GB is less than the "
                 f"{jobs.gigabytes(min(needs))} the smallest photo needs at --size={config.size} "
-                "even tiled; give at least that, or lower --size"
+                f"{how}; give at least that, or lower --size"
             )
     summary = jobs.Summary()
     todo = []

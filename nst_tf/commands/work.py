@@ -44,8 +44,9 @@ def check_fits(height: int, width: int, config: Config, memory_bytes: float) -> 
         memory.plan_scale(height, width, config, memory_bytes)
     except ConfigError:
         need = memory.smallest_budget(height, width, config)
+        how = "untiled (--tile_size=0)" if str(config.tile_size) == "0" else "even tiled"
         return (
-            f"at {width}x{height} px it needs at least {gigabytes(need)} even tiled, more "
+            f"at {width}x{height} px it needs at least {gigabytes(need)} {how}, more "
             f"than the {gigabytes(memory_bytes)} a worker has; raise --memory_per_worker "
             "or lower --size"
         )
