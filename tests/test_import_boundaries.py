@@ -30,6 +30,7 @@ RANKS = {
     "nst_tf.io": 3,
     "nst_tf.metrics": 3,  # scores results with model, engine and io
     "nst_tf.commands": 4,
+    "nst_tf.studio": 4,  # the web studio: its jobs run nst-tf's run (commands.run)
     "nst_tf": 5,  # the public API in __init__ and __main__
 }
 
@@ -63,6 +64,9 @@ TF_FREE = (
     "nst_tf.io.clips",
     "nst_tf.settings.video",
     "nst_tf.core.flow",
+    "nst_tf.commands.studio",
+    "nst_tf.studio.controls",
+    "nst_tf.studio.engine",
 )
 
 

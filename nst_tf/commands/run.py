@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from absl import logging
@@ -98,7 +99,7 @@ class SignalGuard:
             raise Interrupted(self.received, progress.step)
 
 
-def stylize(config: Config, flags: str = "") -> RunResult:
+def stylize(config: Config, flags: str = "", callbacks: Sequence[Callable] = ()) -> RunResult:
     """Runs style transfer as configured and writes the output image atomically.
 
     Checkpoints go to config.checkpoint_dir, by default beside the output (out.ckpt/).
@@ -109,6 +110,8 @@ def stylize(config: Config, flags: str = "") -> RunResult:
     Args:
         config: The run's settings (validated here).
         flags: The command line's flags as text, logged to TensorBoard.
+        callbacks: More step callbacks (after the built-in ones), each called with the
+            Progress of every step; one may stop the run by raising Interrupted.
 
     Returns:
         A RunResult with the image, output path, final losses and timing.
@@ -193,7 +196,7 @@ def stylize(config: Config, flags: str = "") -> RunResult:
                 config,
                 init=init,
                 model=model,
-                callbacks=[logger, monitor, trace, Snapshots(config), guard],
+                callbacks=[logger, monitor, trace, Snapshots(config), guard, *callbacks],
                 masks=masks,
             )
     except (Interrupted, NumericalError) as stop:
