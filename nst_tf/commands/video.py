@@ -148,6 +148,25 @@ class FrameProgress:
     image: np.ndarray
 
 
+@dataclasses.dataclass
+class VideoResult:
+    """What stylize_video made.
+
+    Attributes:
+        output: The video file or frames folder written.
+        frames: How many frames it holds.
+        earlier: How many of them an earlier, interrupted run had made.
+    """
+
+    output: str
+    frames: int
+    earlier: int
+
+    def __str__(self) -> str:
+        earlier = f", {self.earlier} of them from an earlier run" if self.earlier else ""
+        return f"{shown(self.output)} ({self.frames} frames{earlier})"
+
+
 def check_video_config(config: Config) -> None:
     """Refuses the settings nst-tf has that would not do in a video what they do there.
 
@@ -178,7 +197,7 @@ def stylize_video(
     stylizer=None,
     on_frame: Callable[[FrameProgress], None] = lambda progress: None,
     callbacks=(),
-) -> str:
+) -> VideoResult:
     """Stylises a clip frame by frame, resumably, and assembles the output.
 
     Args:
@@ -193,7 +212,7 @@ def stylize_video(
         callbacks: Passed to each frame's Stylizer.stylize (per-step progress).
 
     Returns:
-        The output path.
+        What was written: the output, its frame count, how many were resumed.
     """
     from nst_tf.engine.stylizer import Stylizer  # pylint: disable=import-outside-toplevel
 
@@ -244,9 +263,7 @@ def stylize_video(
             audio = (clip.path, settings.start / clip.fps, len(frames) / clip.fps)
         write_video(frames, output, fps, audio)
         _remove_work(work, frames + [marker])
-    earlier = f", {min(done, len(frames))} of them from an earlier run" if done else ""
-    logging.info("wrote %s (%d frames%s)", shown(output), len(frames), earlier)
-    return output
+    return VideoResult(output, len(frames), min(done, len(frames)))
 
 
 def _temporal_kwargs(settings, content, previous_content, previous_output) -> dict:
@@ -360,7 +377,9 @@ def run_video(config: Config, settings: VideoSettings, input_path: str, output: 
 
     try:
         with SignalGuard() as guard:
-            stylize_video(config, settings, input_path, output, style, stylizer, on_frame, [guard])
+            made = stylize_video(
+                config, settings, input_path, output, style, stylizer, on_frame, [guard]
+            )
     except Interrupted as stop:
         work = output if to_folder else work_dir_for(output)
         stop.saved = (
@@ -371,6 +390,7 @@ def run_video(config: Config, settings: VideoSettings, input_path: str, output: 
     finally:
         bar.close()
         monitor.close()
+    logging.info("wrote %s", made)  # after the bar is closed, on a line of its own
     return output
 
 
