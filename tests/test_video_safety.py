@@ -105,6 +105,7 @@ def test_audio_has_one_stream_and_is_trimmed_to_the_frames_kept(tmp_path):
     out = tmp_path / "out.mp4"
     assert _streams(out) == ["Video", "Audio"]
     assert _frame_count(out) == 2
+    assert clips.open_clip(str(out)).fps == pytest.approx(FPS)  # the input's, by default
     samples = _audio(out)
     # Two frames at 12 fps: 1/6 s of audio (AAC pads by a frame of 1024 samples at most).
     assert abs(len(samples) / RATE - 2 / FPS) < 1500 / RATE
@@ -239,6 +240,8 @@ def test_sigterm_keeps_the_finished_frames_and_the_rerun_ends_them_with_audio_at
     assert foreign == [], foreign
     out = tmp_path / "out.mp4"
     assert _streams(out) == ["Video", "Audio"] and _frame_count(out) == 6
+    # 32x21 px frames; H.264's 4:2:0 colour needs even sides, so the video is 32x22.
+    assert next(clips.open_clip(str(out)).read()).shape == (22, 32, 3)
     assert clips.open_clip(str(out)).fps == pytest.approx(24.0)
     samples = _audio(out)
     # Six frames at 24 fps: 1/4 s (AAC's last packet may add under 1024 samples of padding).
