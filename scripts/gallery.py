@@ -16,9 +16,9 @@ import time
 import numpy as np
 from PIL import Image, ImageDraw
 
+from nst_tf.commands.preflight import load_masks
 from nst_tf.engine.stylizer import stylize_arrays
 from nst_tf.io import images
-from nst_tf.io.inputs import load_masks
 from nst_tf.settings.config import Config, validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -38,14 +38,16 @@ BEGIN, END = "<!-- schedule:begin -->", "<!-- schedule:end -->"
 
 def schedule_of(name: str, size: int) -> list[tuple[int, int]]:
     """(size, steps) per scale of a named schedule at the default settings."""
-    from nst_tf.engine.stylizer import scale_sizes, scale_steps  # pylint: disable=C0415
+    from nst_tf.engine.schedule import scale_sizes, scale_steps  # pylint: disable=C0415
     from nst_tf.settings.config import (
         LARGE_SCALE,
         Config,
     )  # pylint: disable=import-outside-toplevel
 
     config = Config(size=size, schedule="fixed" if name == "fixed" else "auto")
-    sizes, steps = scale_sizes(config.min_size, size), scale_steps(config)
+    sizes, steps = scale_sizes(config.min_size, size), scale_steps(
+        config.min_size, size, config.coarse_steps, config.steps, config.schedule
+    )
     if name == "lean":
         steps = [
             max(1, n // 2) if s > LARGE_SCALE else n for s, n in zip(sizes, steps, strict=True)

@@ -9,11 +9,11 @@ import tensorflow as tf
 from conftest import LAYERS
 from PIL import Image
 
+from nst_tf.commands.preflight import expand_styles
 from nst_tf.core import color
 from nst_tf.core.losses import gram_loss, gram_matrix
 from nst_tf.engine.stylizer import Stylizer, stylize_arrays
 from nst_tf.errors import ConfigError
-from nst_tf.io.inputs import expand_styles
 from nst_tf.model.features import FeatureExtractor
 from nst_tf.settings.config import Config, validate
 

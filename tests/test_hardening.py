@@ -336,7 +336,7 @@ def test_names_with_commas_survive_blending_and_folders(tmp_path):
     folder.mkdir()
     Image.new("RGB", (8, 8)).save(folder / "Wave, 1831.png")
     Image.new("RGB", (8, 8)).save(folder / "z.png")
-    from nst_tf.io.inputs import expand_styles
+    from nst_tf.commands.preflight import expand_styles
 
     expanded = expand_styles(Config(style=f"{folder},{named}"))
     assert expanded.style_paths() == [

@@ -17,7 +17,7 @@ from PIL import Image, ImageCms
 from test_bad_inputs import PRECIOUS, cli_args, refuse, run_cli
 
 from nst_tf.engine import memory
-from nst_tf.engine.stylizer import scale_steps
+from nst_tf.engine.schedule import scale_steps
 from nst_tf.errors import ConfigError
 from nst_tf.io import images
 from nst_tf.settings.config import Config
@@ -27,6 +27,13 @@ d = test_bad_inputs.d  # the fixture: a folder with good inputs and an output wo
 
 
 # --- the memory plan ----------------------------------------------------------------------
+
+
+def _steps_of(config):
+    """Each scale's steps of a Config's pyramid."""
+    return scale_steps(
+        config.min_size, config.size, config.coarse_steps, config.steps, config.schedule
+    )
 
 
 def test_a_scale_that_fits_is_not_tiled():
@@ -108,11 +115,11 @@ def test_the_smallest_budget_is_what_the_message_promises():
 
 def test_the_auto_schedule_runs_fewer_steps_only_above_1024_px():
     config = Config(size=4096, min_size=256)
-    steps = scale_steps(config)
+    steps = _steps_of(config)
     assert steps[:5] == [60] * 5  # 256 ... 1024 px
     assert steps[5:] == [42, 30, 21, 35]  # 1448, 2048, 2896 px, then the final 140 / 4
-    assert scale_steps(Config(size=4096, schedule="fixed")) == [60] * 8 + [140]
-    assert scale_steps(Config()) == [60, 60, 140]
+    assert _steps_of(Config(size=4096, schedule="fixed")) == [60] * 8 + [140]
+    assert _steps_of(Config()) == [60, 60, 140]
 
 
 # --- prints -------------------------------------------------------------------------------

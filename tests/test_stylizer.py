@@ -8,12 +8,20 @@ import pytest
 from conftest import LAYERS
 
 from nst_tf.engine import memory
-from nst_tf.engine.stylizer import Progress, Stylizer, scale_steps
+from nst_tf.engine.schedule import scale_steps
+from nst_tf.engine.stylizer import Progress, Stylizer
 from nst_tf.errors import ConfigError
 from nst_tf.io.images import scaled_shape
 from nst_tf.settings.config import Config
 
 RNG = np.random.default_rng(21)
+
+
+def _steps_of(config):
+    """Each scale's steps of a Config's pyramid."""
+    return scale_steps(
+        config.min_size, config.size, config.coarse_steps, config.steps, config.schedule
+    )
 
 
 def _photo(height=24, width=32):
@@ -52,7 +60,7 @@ def test_one_host_read_per_step(model, optimizer):
     stylizer = Stylizer(config, model)
     history = []
     stylizer.stylize(_photo(48, 64), _photo(20, 20), callbacks=[history.append])
-    assert len(history) == sum(scale_steps(config)) == 7
+    assert len(history) == sum(_steps_of(config)) == 7
     assert stylizer.host_reads == len(history)
 
 
@@ -125,14 +133,14 @@ def test_cached_runners_give_way_to_a_scale_that_needs_the_memory(model):
     roomy.stylize(photo, style)
     roomy.config = dataclasses.replace(config, size=48)
     roomy.stylize(photo, style)
-    assert len(roomy._runners) == 2  # both shapes kept: reused by the next photos
+    assert len(roomy.steps) == 2  # both shapes kept: reused by the next photos
     tight = Stylizer(config, model)
     tight.stylize(photo, style)
-    (kept,) = [cached.bytes for cached in tight._runners.values()]
+    (kept,) = tight.steps.cached_bytes()
     assert kept >= 24 * config.lbfgs_memory * 30 * 40  # its history, at least
     # Room for the new shape's peak but not for it and the cached runner.
     need = memory.plan_scale(36, 48, config, 1e12).peak
     tight.budget = need + kept / 2
     tight.config = dataclasses.replace(config, size=48)
     tight.stylize(photo, style)
-    assert len(tight._runners) == 1
+    assert len(tight.steps) == 1

@@ -23,7 +23,7 @@ from absl import app, flags, logging
 
 from nst_tf.commands import cli, jobs, raycluster, raypool, records
 from nst_tf.errors import ConfigError, NstError
-from nst_tf.settings.config import INIT_KEYWORDS, Config, validate
+from nst_tf.settings.config import INIT_KEYWORDS, Config
 
 flags.DEFINE_string("inputs", None, "Photos: a folder, a glob pattern, or a .txt list of paths.")
 flags.DEFINE_string("output_dir", None, "Where NAME.png/.jpg, NAME.json (sidecar) are written.")
@@ -145,16 +145,16 @@ def run_batch(config: Config, options: BatchOptions) -> jobs.Summary:
         NstError: a setting, the style, the weights, the output directory or the
             cluster is wrong; nothing was written.
     """
+    from nst_tf.commands import preflight  # pylint: disable=import-outside-toplevel
     from nst_tf.engine import memory  # pylint: disable=import-outside-toplevel
-    from nst_tf.io import inputs  # pylint: disable=import-outside-toplevel
-    from nst_tf.io.targets import StyleTargets, check_compatible  # pylint: disable=C0415
+    from nst_tf.io.targets import StyleTargets  # pylint: disable=import-outside-toplevel
     from nst_tf.model import weights  # pylint: disable=import-outside-toplevel
 
     check_options(options)
     config = dataclasses.replace(
         config, content=None, checkpoint_every=0, checkpoint_dir=None, resume=False, trace=None
     )
-    config = inputs.expand_styles(validate(config))
+    config, _ = preflight.check_settings(config)
     if config.bit_depth == 16 and options.fmt != "png":
         raise ConfigError("--bit_depth=16 writes 16-bit PNG: drop --format=jpg (or --bit_depth)")
     # A pattern that reaches the output folder would list our results as photos on a
@@ -170,12 +170,8 @@ def run_batch(config: Config, options: BatchOptions) -> jobs.Summary:
     # Each worker finds the weights as this driver does (every node has the same set-up);
     # their sha256 enters the key.
     source = weights.find_weights(config.vgg_weights)
-    _, style, init = inputs.load_inputs(config)
-    masks = inputs.load_masks(config)
+    _, style, init, masks = preflight.read_style(config, source, content=False)
     if isinstance(style, StyleTargets):
-        check_compatible(
-            style, config.style_layers, config.normalization, source.sha256, config.pooling
-        )
         style = style.grams
     per_worker = options.memory_per_worker
     memory_bytes = (

@@ -18,6 +18,7 @@ from absl import app, flags, logging
 from nst_tf.errors import ConfigError, Interrupted, NstError
 from nst_tf.io.paths import shown
 from nst_tf.settings.config import Config, validate
+from nst_tf.settings.fields import kind_of
 
 # TensorFlow's C++ start-up chatter would bury our one-line messages.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -64,15 +65,6 @@ def _define(name: str, default, help_text: str, kind: type, flag: str | None = N
         flags.DEFINE_list(name, [str(v) for v in default], help_text)
 
 
-def _kind(field: dataclasses.Field) -> type:
-    """The Python type a Config field holds (tuples of anything are lists)."""
-    annotation = str(field.type).replace(" | None", "")
-    for kind in (bool, int, float):
-        if annotation == kind.__name__:
-            return kind
-    return tuple if annotation.startswith("tuple") else str
-
-
 def define_flags(names: tuple[str, ...] | None = None, settings: type = Config) -> tuple[str, ...]:
     """Defines the absl flags of these settings (all when None) of a settings dataclass
     (Config, or another whose fields are made with config.setting); returns the names."""
@@ -80,7 +72,7 @@ def define_flags(names: tuple[str, ...] | None = None, settings: type = Config) 
     for field in dataclasses.fields(settings):
         if names is None or field.name in names:
             meta = field.metadata
-            _define(field.name, field.default, meta["help"], _kind(field), meta["flag"])
+            _define(field.name, field.default, meta["help"], kind_of(field), meta["flag"])
             chosen.append(field.name)
     return tuple(chosen)
 

@@ -14,14 +14,14 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from absl import logging
 
+from nst_tf.commands import preflight
 from nst_tf.engine import checkpoint_files
 from nst_tf.engine.memory import check_memory
 from nst_tf.errors import ConfigError, Interrupted, NumericalError
 from nst_tf.io import images, paths
-from nst_tf.io.inputs import expand_styles, load_inputs, load_masks
-from nst_tf.io.targets import StyleTargets, check_compatible
+from nst_tf.io.targets import StyleTargets
 from nst_tf.model import weights
-from nst_tf.settings.config import Config, default_checkpoint_dir, validate
+from nst_tf.settings.config import Config, default_checkpoint_dir
 
 
 @dataclasses.dataclass
@@ -121,7 +121,7 @@ def stylize(config: Config, flags: str = "", callbacks: Sequence[Callable] = ())
         Interrupted: the run was stopped by a signal.
     """
     start = time.perf_counter()
-    config = validate(config)
+    config, style_folders = preflight.check_settings(config)
     if config.resume and not config.checkpoint_every:
         raise ConfigError(
             "--resume continues a checkpoint, but --checkpoint_every=0 writes and reads "
@@ -129,17 +129,14 @@ def stylize(config: Config, flags: str = "", callbacks: Sequence[Callable] = ())
         )
     if config.checkpoint_every and not config.checkpoint_dir:
         config = dataclasses.replace(config, checkpoint_dir=default_checkpoint_dir(config.output))
-    style_folders = [entry for entry in config.style_paths() if os.path.isdir(entry)]
-    config = expand_styles(config)
     # Everything the run will write is checked against everything it reads, and probed,
     # before any input is decoded: a mistake costs nothing and destroys nothing.
     source = weights.find_weights(config.vgg_weights)
     images.check_output_path(config.output)
-    paths.check_run_paths(config, style_folders, source.path)
+    preflight.check_run_paths(config, style_folders, source.path)
     if config.checkpoint_dir:
         checkpoint_files.check_ours(config.checkpoint_dir)
-    content, style, init = load_inputs(config)
-    masks = load_masks(config)
+    content, style, init, masks = preflight.read_style(config, source)
     check_memory(config, content, style)
     weights.check_vgg19(source)
     print_info = images.probe_print_info(
@@ -147,10 +144,6 @@ def stylize(config: Config, flags: str = "", callbacks: Sequence[Callable] = ())
         config.output,
         config.bit_depth,
     )
-    if isinstance(style, StyleTargets):
-        check_compatible(
-            style, config.style_layers, config.normalization, source.sha256, config.pooling
-        )
     # TensorFlow loads only now: every mistake in the user's input is reported first,
     # in a fraction of a second, without TensorFlow's start-up messages.
     with _quiet_stderr():

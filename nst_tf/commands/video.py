@@ -302,9 +302,8 @@ def run_video(config: Config, settings: VideoSettings, input_path: str, output: 
         NstError: a user mistake, in one line.
         Interrupted: stopped by a signal (its `output` names the work directory).
     """
-    from nst_tf.io.inputs import expand_styles, load_inputs  # pylint: disable=C0415
+    from nst_tf.commands import preflight  # pylint: disable=import-outside-toplevel
     from nst_tf.io.paths import Written, check_no_overlap, check_writable_directory
-    from nst_tf.io.targets import StyleTargets, check_compatible  # pylint: disable=C0415
     from nst_tf.model.weights import find_weights  # pylint: disable=import-outside-toplevel
     from nst_tf.settings.config import validate  # pylint: disable=import-outside-toplevel
 
@@ -314,7 +313,7 @@ def run_video(config: Config, settings: VideoSettings, input_path: str, output: 
     config = validate(dataclasses.replace(config, checkpoint_every=0))
     check_video_config(config)
     style_folders = [entry for entry in config.style_paths() if os.path.isdir(entry)]
-    config = expand_styles(config)
+    config = preflight.expand_styles(config)
     clip = open_clip(input_path)
     total = clip.taken(settings.start, settings.frames)
     source = find_weights(config.vgg_weights)
@@ -343,14 +342,9 @@ def run_video(config: Config, settings: VideoSettings, input_path: str, output: 
     )
     if config.logdir:
         check_writable_directory(config.logdir, "logdir")
-    _, style, _ = load_inputs(dataclasses.replace(config, content=None))
-    if isinstance(style, StyleTargets):
-        # The same check as nst-tf's and nst-tf-batch's: Gram matrices of other layers,
-        # normalisation, pooling or weights cannot be compared with this run's.
-        check_compatible(
-            style, config.style_layers, config.normalization, source.sha256, config.pooling
-        )
-        style = style.grams
+    # The same reading and style-targets check as nst-tf's and nst-tf-batch's.
+    _, style, _, _ = preflight.read_style(config, source, content=False)
+    style = getattr(style, "grams", style)
     from nst_tf.commands.run import SignalGuard, _quiet_stderr  # pylint: disable=C0415
 
     # TensorFlow loads only now, every mistake reported first; its C++ start-up banner

@@ -13,17 +13,13 @@ import json
 import os
 
 import tensorflow as tf
+from absl import logging
 from google.protobuf import text_format
 
 from nst_tf.engine import checkpoint_files
+from nst_tf.engine.progress import Clock
 from nst_tf.errors import ConfigError
 from nst_tf.io.paths import shown
-from nst_tf.settings.config import INPUT, RECIPE, Config
-
-
-def settings_json(config: Config) -> str:
-    """What shapes the result, as canonical JSON: the recipe and the inputs."""
-    return json.dumps(config.of(RECIPE, INPUT), sort_keys=True)
 
 
 @dataclasses.dataclass
@@ -36,14 +32,19 @@ class Position:
 
 
 class RunState:
-    """The tf.train objects a checkpoint saves, besides the per-scale image and optimiser."""
+    """The tf.train objects a checkpoint saves, besides the per-scale image and optimiser.
 
-    def __init__(self, config: Config):
+    Args:
+        settings: What shapes the result, as canonical JSON (settings.keys.settings_json).
+        seed: The seed of the noise generator.
+    """
+
+    def __init__(self, settings: str, seed: int):
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.scale = tf.Variable(0, dtype=tf.int64, trainable=False, name="scale")
         self.scale_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="scale_step")
-        self.settings = tf.Variable(settings_json(config), trainable=False, name="settings")
-        self.rng = tf.random.Generator.from_seed(config.seed)
+        self.settings = tf.Variable(settings, trainable=False, name="settings")
+        self.rng = tf.random.Generator.from_seed(seed)
 
     def set(self, position: Position) -> None:
         """Records the run's position before a save."""
@@ -85,9 +86,9 @@ def _damaged(directory: str) -> ConfigError:
     )
 
 
-def read_position(directory: str, config: Config) -> tuple[str, Position]:
-    """Finds the newest checkpoint in `directory`, verifies it whole, and checks it suits
-    `config`.
+def read_position(directory: str, settings: str) -> tuple[str, Position]:
+    """Finds the newest checkpoint in `directory`, verifies it whole, and checks it was
+    made with `settings` (canonical JSON of what shapes the result).
 
     Every tensor is read here (TensorFlow checks each one's CRC as it reads), so that the
     restore that follows cannot fail on a truncated, emptied or altered file.
@@ -123,7 +124,7 @@ def read_position(directory: str, config: Config) -> tuple[str, Position]:
         raise _damaged(directory) from None
     if not isinstance(saved, dict):
         raise _damaged(directory)
-    current = json.loads(settings_json(config))
+    current = json.loads(settings)
     changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     if changed:
         diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
@@ -141,3 +142,53 @@ def clear(directory: str) -> None:
         ConfigError: the directory holds checkpoint files another program wrote.
     """
     checkpoint_files.clear(directory)
+
+
+@dataclasses.dataclass
+class Run:
+    """One stylize() call's state across scales: what a checkpoint saves, where the run
+    stands, the checkpoint to restore (until restored) and the clock."""
+
+    state: RunState
+    position: Position
+    restore_path: str | None = None
+    clock: Clock | None = None
+
+
+def begin(settings: str, seed: int, directory: str, resume: bool) -> Run:
+    """A run's state: fresh (a previous run's checkpoints cleared), or the position of the
+    checkpoint it resumes.
+
+    Args:
+        settings: What shapes the result, as canonical JSON.
+        seed: The noise generator's seed.
+        directory: Where checkpoints go; "" for none.
+        resume: Whether to continue the newest checkpoint in `directory`.
+    """
+    run = Run(RunState(settings, seed), Position())
+    if directory and resume:
+        run.restore_path, run.position = read_position(directory, settings)
+        logging.info("resuming %s at step %d", run.restore_path, run.position.step)
+    elif directory:
+        clear(directory)
+    return run
+
+
+def manager(run: Run, directory: str, **per_scale) -> tf.train.CheckpointManager | None:
+    """Checkpoints of this scale's image and optimiser state (`per_scale`) in `directory`
+    ("" for none), restored once when the run resumes."""
+    if not directory:
+        return None
+    checkpoint = run.state.checkpoint(**per_scale)
+    saver = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=2)
+    if run.restore_path:
+        checkpoint.restore(run.restore_path).assert_existing_objects_matched()
+        run.restore_path = None
+    return saver
+
+
+def save(saver: tf.train.CheckpointManager | None, run: Run) -> None:
+    """Writes a checkpoint of the run where it stands (nothing without a manager)."""
+    if saver:
+        run.state.set(run.position)
+        saver.save(checkpoint_number=run.position.step)

@@ -31,7 +31,42 @@ from nst_tf.model.vgg19 import (  # noqa: F401  (re-exported for the planner's c
     receptive_field,
     split_halo_and_grid,
 )
-from nst_tf.settings.config import Config
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanSettings:
+    """The settings the memory planner reads: values, not a whole Config.
+
+    Attributes:
+        layers: The style and content layers (the deepest sets the tile's halo).
+        precision: "auto", "float32" or "bfloat16" (the activations' size).
+        optimizer: "lbfgs", "lbfgs_scipy" or "adam" (the history's size).
+        lbfgs_memory: Curvature pairs L-BFGS keeps when they fit.
+        tile_size: "auto", 0 (never tile) or a tile side in pixels.
+        memory_limit: The budget in GB; 0 for a share of the memory available.
+        size: The final long side (for messages and the style pass).
+        style_scale: Each style image's scale (one value for all).
+    """
+
+    layers: tuple[str, ...]
+    precision: str
+    optimizer: str
+    lbfgs_memory: int
+    tile_size: int | str
+    memory_limit: float
+    size: int
+    style_scale: tuple[float, ...]
+
+    @classmethod
+    def of(cls, settings) -> PlanSettings:
+        """The planner's values read from any settings object with these attributes
+        (a Config)."""
+        return cls(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(cls)})
+
+    def scale_of(self, index: int) -> float:
+        """The style scale of style image `index`."""
+        return self.style_scale[index if len(self.style_scale) > 1 else 0]
+
 
 # Peak resident memory of an untiled run, measured by scripts/benchmark.py's probe (float32,
 # 2-core CPUs): about 0.8 GB for TensorFlow and the weights plus 3.9 KB per output pixel for
@@ -73,32 +108,32 @@ AVAILABLE_SHARE = 0.8
 DEVICE_SHARE = 0.85
 
 
-def history_bytes_per_pixel(config: Config, pairs: int | None = None) -> float:
+def history_bytes_per_pixel(settings: PlanSettings, pairs: int | None = None) -> float:
     """What the optimiser's own state holds per output pixel (3 channels).
 
     Args:
-        config: The run's settings (the optimiser).
-        pairs: L-BFGS curvature pairs; default config.lbfgs_memory.
+        settings: The run's settings (the optimiser).
+        pairs: L-BFGS curvature pairs; default settings.lbfgs_memory.
     """
-    pairs = config.lbfgs_memory if pairs is None else pairs
-    if config.optimizer == "lbfgs":
+    pairs = settings.lbfgs_memory if pairs is None else pairs
+    if settings.optimizer == "lbfgs":
         return 2 * 3 * 4 * pairs  # s and y, float32
-    if config.optimizer == "lbfgs_scipy":
+    if settings.optimizer == "lbfgs_scipy":
         return (2 * pairs + 5) * 3 * 8  # SciPy's float64 work array
     return 0.0  # Adam's two moments are within the activations' margin
 
 
 def activation_bytes_per_pixel(
-    config: Config | None, devices: Sequence[DeviceMemory] | None = None
+    settings: PlanSettings | None, devices: Sequence[DeviceMemory] | None = None
 ) -> float:
     """What the step's activations take per pixel: less in bfloat16 than in float32.
 
     Args:
-        config: The run's settings (its precision); None: float32.
+        settings: The run's settings (its precision); None: float32.
         devices: The visible GPUs (default: this machine's, read once); "auto" follows
             the first one's compute capability, or the CPU's (machine.precision_for).
     """
-    precision = config.precision if config else "float32"
+    precision = settings.precision if settings else "float32"
     if precision == "auto":
         devices = _visible_gpus() if devices is None else devices
         precision = precision_for(devices[0].compute_capability if devices else None)
@@ -108,7 +143,7 @@ def activation_bytes_per_pixel(
 def estimated_peak_bytes(
     height: int,
     width: int,
-    config: Config | None = None,
+    settings: PlanSettings | None = None,
     tile: int = 0,
     pairs: int | None = None,
     split: bool = False,
@@ -118,17 +153,17 @@ def estimated_peak_bytes(
     Args:
         height: Image height.
         width: Image width.
-        config: The run's settings (optimiser, layers, precision); None: the step alone.
+        settings: The run's settings (optimiser, layers, precision); None: the step alone.
         tile: Tile interior side; 0 for the whole image.
-        pairs: L-BFGS pairs; default config.lbfgs_memory.
+        pairs: L-BFGS pairs; default settings.lbfgs_memory.
         split: The split tiled step: the head in tiles of `tile`, the tail whole.
     """
     pixels = height * width
-    history = history_bytes_per_pixel(config, pairs) * pixels if config else 0.0
-    per_pixel = activation_bytes_per_pixel(config)
+    history = history_bytes_per_pixel(settings, pairs) * pixels if settings else 0.0
+    per_pixel = activation_bytes_per_pixel(settings)
     if not tile or tile >= max(height, width):
         return BASE_BYTES + per_pixel * pixels + history
-    layers = config.layers if config else ("block5_conv1",)
+    layers = settings.layers if settings else ("block5_conv1",)
     halo, _ = split_halo_and_grid(layers) if split else halo_and_grid(layers)
     crop = min(height, tile + 2 * halo) * min(width, tile + 2 * halo)
     if split:
@@ -142,13 +177,13 @@ def estimated_peak_bytes(
     return BASE_BYTES + per_pixel * crop + WHOLE_IMAGE_BYTES_PER_PIXEL * pixels + history
 
 
-def smallest_tile(config: Config) -> int:
+def smallest_tile(settings: PlanSettings) -> int:
     """The smallest tile worth running with the run's layers (see vgg19.smallest_tile)."""
-    return vgg19.smallest_tile(config.layers)
+    return vgg19.smallest_tile(settings.layers)
 
 
 def budget_bytes(
-    config: Config,
+    settings: PlanSettings,
     meminfo: str = "/proc/meminfo",
     devices: Sequence[DeviceMemory] | None = None,
 ) -> float:
@@ -156,7 +191,7 @@ def budget_bytes(
     processes leave of its memory; else 80 % of the host memory available now.
 
     Args:
-        config: The run's settings (--memory_limit).
+        settings: The run's settings (--memory_limit).
         meminfo: The host's /proc/meminfo.
         devices: The visible GPUs (default: read with gpu_memory()); the run places
             its tensors on the first.
@@ -164,8 +199,8 @@ def budget_bytes(
     Returns:
         Bytes; infinity where the available memory cannot be read.
     """
-    if config.memory_limit:
-        return config.memory_limit * 1e9
+    if settings.memory_limit:
+        return settings.memory_limit * 1e9
     devices = gpu_memory() if devices is None else devices
     if devices:
         return device_budget_bytes(devices[0])
@@ -302,30 +337,30 @@ class ScalePlan:
     split: bool = False
 
 
-def _requested_tile(config: Config) -> int | None:
+def _requested_tile(settings: PlanSettings) -> int | None:
     """--tile_size as a number of pixels on the grid; None for "auto"."""
-    if str(config.tile_size) == "auto":
+    if str(settings.tile_size) == "auto":
         return None
-    tile = int(config.tile_size)
+    tile = int(settings.tile_size)
     if tile == 0:
         return 0
-    _, grid = halo_and_grid(config.layers)
+    _, grid = halo_and_grid(settings.layers)
     return tile // grid * grid
 
 
 def _fit_pairs(
-    height: int, width: int, config: Config, tile: int, budget: float, split: bool = False
+    height: int, width: int, settings: PlanSettings, tile: int, budget: float, split: bool = False
 ) -> int:
-    """The most L-BFGS pairs (up to config.lbfgs_memory) that fit the budget; 0: none."""
-    fixed = estimated_peak_bytes(height, width, config, tile, 0, split)
-    if config.optimizer == "adam":  # no history: the step fits or it does not
-        return config.lbfgs_memory if fixed <= budget else 0
-    per_pair = history_bytes_per_pixel(config, 1) - history_bytes_per_pixel(config, 0)
+    """The most L-BFGS pairs (up to settings.lbfgs_memory) that fit the budget; 0: none."""
+    fixed = estimated_peak_bytes(height, width, settings, tile, 0, split)
+    if settings.optimizer == "adam":  # no history: the step fits or it does not
+        return settings.lbfgs_memory if fixed <= budget else 0
+    per_pair = history_bytes_per_pixel(settings, 1) - history_bytes_per_pixel(settings, 0)
     room = (budget - fixed) / (per_pair * height * width)
-    return max(0, min(config.lbfgs_memory, math.floor(room)))
+    return max(0, min(settings.lbfgs_memory, math.floor(room)))
 
 
-def plan_scale(height: int, width: int, config: Config, budget: float) -> ScalePlan:
+def plan_scale(height: int, width: int, settings: PlanSettings, budget: float) -> ScalePlan:
     """Chooses the tile and the L-BFGS history of a height x width scale.
 
     --tile_size=0 never tiles and N always uses N px tiles; "auto" tiles only when the
@@ -339,49 +374,49 @@ def plan_scale(height: int, width: int, config: Config, budget: float) -> ScaleP
     Raises:
         ConfigError: the scale cannot fit, naming the setting that would make it fit.
     """
-    tile = _requested_tile(config)
-    if tile and tile < smallest_tile(config):
+    tile = _requested_tile(settings)
+    if tile and tile < smallest_tile(settings):
         raise ConfigError(
-            f"--tile_size={config.tile_size} is smaller than the {smallest_tile(config)} px "
-            f"halo that {config.layers[-1]} needs around each tile; use --tile_size >= "
-            f"{smallest_tile(config)}, or 0 to never tile"
+            f"--tile_size={settings.tile_size} is smaller than the {smallest_tile(settings)} px "
+            f"halo that {settings.layers[-1]} needs around each tile; use --tile_size >= "
+            f"{smallest_tile(settings)}, or 0 to never tile"
         )
-    least = min(MIN_PAIRS, config.lbfgs_memory)
-    split = _split_plan(height, width, config, budget, tile)
+    least = min(MIN_PAIRS, settings.lbfgs_memory)
+    split = _split_plan(height, width, settings, budget, tile)
     if split:
         return split
     candidates = [0 if tile and tile >= max(height, width) else tile]
     if tile is None:
-        if _fit_pairs(height, width, config, 0, budget) == config.lbfgs_memory:
+        if _fit_pairs(height, width, settings, 0, budget) == settings.lbfgs_memory:
             candidates = [0]
         else:
-            candidates = _tile_sides(height, width, config, smallest_tile(config)) + [0]
+            candidates = _tile_sides(height, width, settings, smallest_tile(settings)) + [0]
     # First the largest tile beside the history's share; failing that, the history
     # shrinks beside the smallest candidate.
-    cap = _history_cap(height, width, config, budget) if tile is None else config.lbfgs_memory
+    cap = _history_cap(height, width, settings, budget) if tile is None else settings.lbfgs_memory
     for candidate in candidates:
-        if _fit_pairs(height, width, config, candidate, budget) >= cap:
-            peak = estimated_peak_bytes(height, width, config, candidate, cap)
+        if _fit_pairs(height, width, settings, candidate, budget) >= cap:
+            peak = estimated_peak_bytes(height, width, settings, candidate, cap)
             return ScalePlan(candidate, cap, peak)
-    smallest = min(candidates, key=lambda t: estimated_peak_bytes(height, width, config, t, 0))
-    pairs = _fit_pairs(height, width, config, smallest, budget)
+    smallest = min(candidates, key=lambda t: estimated_peak_bytes(height, width, settings, t, 0))
+    pairs = _fit_pairs(height, width, settings, smallest, budget)
     if pairs >= least:
         return ScalePlan(
-            smallest, pairs, estimated_peak_bytes(height, width, config, smallest, pairs)
+            smallest, pairs, estimated_peak_bytes(height, width, settings, smallest, pairs)
         )
-    raise ConfigError(_too_big(height, width, config, budget))
+    raise ConfigError(_too_big(height, width, settings, budget))
 
 
-def _tile_sides(height: int, width: int, config: Config, smallest: int) -> list[int]:
+def _tile_sides(height: int, width: int, settings: PlanSettings, smallest: int) -> list[int]:
     """Tile sides on the grid to try, largest first: from one grid cell short of the
     whole image down to `smallest`."""
-    _, grid = halo_and_grid(config.layers)
+    _, grid = halo_and_grid(settings.layers)
     top = grid * math.ceil(max(height, width) / grid) - grid
     return list(range(top, smallest - 1, -grid))
 
 
 def _split_plan(
-    height: int, width: int, config: Config, budget: float, tile: int | None
+    height: int, width: int, settings: PlanSettings, budget: float, tile: int | None
 ) -> ScalePlan | None:
     """The split tiled step's plan where it fits (see plan_scale), else None.
 
@@ -389,75 +424,77 @@ def _split_plan(
         tile: The requested tile (None for "auto"; 0 or one covering the image: untiled).
     """
     side = max(height, width)
-    if tile == 0 or (tile and tile >= side) or split_halo_and_grid(config.layers) is None:
+    if tile == 0 or (tile and tile >= side) or split_halo_and_grid(settings.layers) is None:
         return None
     if tile is None:
-        if _fit_pairs(height, width, config, 0, budget) == config.lbfgs_memory:
+        if _fit_pairs(height, width, settings, 0, budget) == settings.lbfgs_memory:
             return None  # it fits untiled
-        candidates = _tile_sides(height, width, config, MIN_SPLIT_TILE)
-        pairs = _history_cap(height, width, config, budget)
+        candidates = _tile_sides(height, width, settings, MIN_SPLIT_TILE)
+        pairs = _history_cap(height, width, settings, budget)
     else:
-        candidates, pairs = [tile], config.lbfgs_memory
+        candidates, pairs = [tile], settings.lbfgs_memory
     for candidate in candidates:
-        if _fit_pairs(height, width, config, candidate, budget, split=True) >= pairs:
-            peak = estimated_peak_bytes(height, width, config, candidate, pairs, split=True)
+        if _fit_pairs(height, width, settings, candidate, budget, split=True) >= pairs:
+            peak = estimated_peak_bytes(height, width, settings, candidate, pairs, split=True)
             return ScalePlan(candidate, pairs, peak, split=True)
     return None
 
 
-def _history_cap(height: int, width: int, config: Config, budget: float) -> int:
+def _history_cap(height: int, width: int, settings: PlanSettings, budget: float) -> int:
     """The pairs that take at most HISTORY_SHARE of the budget (at least MIN_PAIRS)."""
-    per_pair = history_bytes_per_pixel(config, 1) - history_bytes_per_pixel(config, 0)
+    per_pair = history_bytes_per_pixel(settings, 1) - history_bytes_per_pixel(settings, 0)
     if not per_pair:
-        return config.lbfgs_memory
+        return settings.lbfgs_memory
     room = math.floor(HISTORY_SHARE * budget / (per_pair * height * width))
-    return max(MIN_PAIRS, min(config.lbfgs_memory, room))
+    return max(MIN_PAIRS, min(settings.lbfgs_memory, room))
 
 
-def smallest_budget(height: int, width: int, config: Config) -> float:
+def smallest_budget(height: int, width: int, settings: PlanSettings) -> float:
     """The least memory in which a height x width scale can run with these settings:
     the smallest (or the requested) tile and the fewest pairs."""
-    pairs = min(MIN_PAIRS, config.lbfgs_memory)
-    tile = _requested_tile(config)
-    whole = estimated_peak_bytes(height, width, config, 0, pairs)
+    pairs = min(MIN_PAIRS, settings.lbfgs_memory)
+    tile = _requested_tile(settings)
+    whole = estimated_peak_bytes(height, width, settings, 0, pairs)
     if tile == 0:
         return whole
-    tiled = estimated_peak_bytes(height, width, config, tile or smallest_tile(config), pairs)
+    tiled = estimated_peak_bytes(height, width, settings, tile or smallest_tile(settings), pairs)
     return min(whole, tiled) if tile is None else tiled
 
 
-def _too_big(height: int, width: int, config: Config, budget: float) -> str:
+def _too_big(height: int, width: int, settings: PlanSettings, budget: float) -> str:
     # Rounded up to 0.1 GB: the value named is one that works.
-    need = math.ceil(smallest_budget(height, width, config) / 1e8) / 10
+    need = math.ceil(smallest_budget(height, width, settings) / 1e8) / 10
     where = f"a {width}x{height} px scale needs at least {need:.1f} GB"
-    if _requested_tile(config) == 0:
+    if _requested_tile(settings) == 0:
         tiled = estimated_peak_bytes(
-            height, width, config, smallest_tile(config), min(MIN_PAIRS, config.lbfgs_memory)
+            height, width, settings, smallest_tile(settings), min(MIN_PAIRS, settings.lbfgs_memory)
         )
         return (
             f"--tile_size=0: {where} untiled, more than the {budget / 1e9:.1f} GB budget; "
             f"use --tile_size=auto (tiled it needs {tiled / 1e9:.1f} GB)"
         )
-    if config.memory_limit:
+    if settings.memory_limit:
         return (
-            f"--memory_limit={config.memory_limit:g} GB is too small: {where}; "
+            f"--memory_limit={settings.memory_limit:g} GB is too small: {where}; "
             f"use --memory_limit >= {need:.1f}"
         )
     return (
-        f"--size={config.size}: {where} even tiled, more than the {budget / 1e9:.1f} GB "
+        f"--size={settings.size}: {where} even tiled, more than the {budget / 1e9:.1f} GB "
         "budget (80 % of the memory available now); use a smaller --size, or "
         f"--memory_limit >= {need:.1f} if that memory is there"
     )
 
 
-def check_run(height: int, width: int, config: Config, budget: float | None = None) -> ScalePlan:
+def check_run(
+    height: int, width: int, settings: PlanSettings, budget: float | None = None
+) -> ScalePlan:
     """Refuses a run whose final (largest) scale cannot fit, before anything is loaded.
 
     Args:
         height: Final height.
         width: Final width.
-        config: The run's settings.
-        budget: Bytes; default budget_bytes(config).
+        settings: The run's settings.
+        budget: Bytes; default budget_bytes(settings).
 
     Returns:
         The final scale's plan (logged when it tiles or trims the history).
@@ -465,15 +502,17 @@ def check_run(height: int, width: int, config: Config, budget: float | None = No
     Raises:
         ConfigError: it cannot fit even tiled, naming the setting that would make it fit.
     """
-    budget = budget_bytes(config) if budget is None else budget
-    plan = plan_scale(height, width, config, budget)
-    log_plan(height, width, config, plan, budget)
+    budget = budget_bytes(settings) if budget is None else budget
+    plan = plan_scale(height, width, settings, budget)
+    log_plan(height, width, settings, plan, budget)
     return plan
 
 
-def log_plan(height: int, width: int, config: Config, plan: ScalePlan, budget: float) -> None:
+def log_plan(
+    height: int, width: int, settings: PlanSettings, plan: ScalePlan, budget: float
+) -> None:
     """Says in one line when a scale is tiled or its L-BFGS history trimmed."""
-    trimmed = plan.lbfgs_memory < config.lbfgs_memory and config.optimizer != "adam"
+    trimmed = plan.lbfgs_memory < settings.lbfgs_memory and settings.optimizer != "adam"
     if plan.tile or trimmed:
         logging.info(
             "%dx%d px: %s, %d L-BFGS pairs%s; estimated peak %.1f GB of a %.1f GB budget",
@@ -485,7 +524,7 @@ def log_plan(height: int, width: int, config: Config, plan: ScalePlan, budget: f
                 else "untiled"
             ),
             plan.lbfgs_memory,
-            f" (of {config.lbfgs_memory})" if trimmed else "",
+            f" (of {settings.lbfgs_memory})" if trimmed else "",
             plan.peak / 1e9,
             budget / 1e9,
         )
@@ -497,18 +536,18 @@ def log_plan(height: int, width: int, config: Config, plan: ScalePlan, budget: f
 STYLE_BYTES_PER_PIXEL = 1.5e3
 
 
-def style_shapes(config: Config, styles) -> list[tuple[int, int]]:
+def style_shapes(settings: PlanSettings, styles) -> list[tuple[int, int]]:
     """(height, width) of each style image as the final scale measures it: its longest
     side is --size times its --style_scale (the loop resizes it up or down to that)."""
     if isinstance(styles, StyleTargets):
         return []
     return [
-        images.scaled_shape(*style.shape[:2], max(1, round(config.size * config.scale_of(i))))
+        images.scaled_shape(*style.shape[:2], max(1, round(settings.size * settings.scale_of(i))))
         for i, style in enumerate(styles)
     ]
 
 
-def check_memory(config: Config, content, styles=()) -> ScalePlan:
+def check_memory(settings: PlanSettings, content, styles=()) -> ScalePlan:
     """Refuses a run that cannot fit: the optimisation at the content's final size (whole
     or tiled, see check_run), or the style pass, where VGG19 runs forward on each style
     image at its --style_scale.
@@ -519,10 +558,12 @@ def check_memory(config: Config, content, styles=()) -> ScalePlan:
     Raises:
         ConfigError: naming the setting that would make it fit.
     """
-    height, width = images.scaled_shape(content.shape[0], content.shape[1], config.size)
-    budget = budget_bytes(config)
-    plan = plan_scale(height, width, config, budget)
-    largest = max(style_shapes(config, styles), key=lambda shape: shape[0] * shape[1], default=None)
+    height, width = images.scaled_shape(content.shape[0], content.shape[1], settings.size)
+    budget = budget_bytes(settings)
+    plan = plan_scale(height, width, settings, budget)
+    largest = max(
+        style_shapes(settings, styles), key=lambda shape: shape[0] * shape[1], default=None
+    )
     if largest:
         style_need = BASE_BYTES + STYLE_BYTES_PER_PIXEL * largest[0] * largest[1]
         try:
@@ -531,10 +572,10 @@ def check_memory(config: Config, content, styles=()) -> ScalePlan:
             have = math.inf  # unknown on this platform: let the run try
         if style_need > have:
             raise ConfigError(
-                f"--style_scale={','.join(map(str, config.style_scale))} measures a style at "
+                f"--style_scale={','.join(map(str, settings.style_scale))} measures a style at "
                 f"{largest[1]}x{largest[0]} px, which needs about {style_need / 1e9:.0f} GB of "
                 f"memory, more than this machine's {have / 1e9:.0f} GB; use a smaller "
                 "--style_scale or --size"
             )
-    log_plan(height, width, config, plan, budget)
+    log_plan(height, width, settings, plan, budget)
     return plan

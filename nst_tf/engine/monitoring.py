@@ -17,7 +17,7 @@ from tensorboard.plugins.hparams import api as hp
 from nst_tf.io import images
 
 if TYPE_CHECKING:
-    from nst_tf.engine.stylizer import Progress
+    from nst_tf.engine.progress import Progress
 
 
 # Terms that describe the optimiser rather than the image; logged under "optim/".

@@ -9,6 +9,7 @@ of an evaluation that was not finite and raises.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import keras
@@ -16,24 +17,47 @@ import numpy as np
 import tensorflow as tf
 
 from nst_tf.core.lbfgs import BoxLbfgs
-from nst_tf.settings.config import Config
 
 OnStep = Callable[[np.ndarray], None]
 Check = Callable[[np.ndarray], None]
 Read = Callable[[tf.Tensor], np.ndarray]
 
 
+@dataclasses.dataclass(frozen=True)
+class OptimizerSettings:
+    """The values the optimisers read.
+
+    Attributes:
+        learning_rate: Adam's step size (pixels per step at the start).
+        adam_beta1: Adam's first-moment decay.
+        adam_beta2: Adam's second-moment decay.
+        lbfgs_memory: Curvature pairs L-BFGS keeps.
+    """
+
+    learning_rate: float
+    adam_beta1: float
+    adam_beta2: float
+    lbfgs_memory: int
+
+    @classmethod
+    def of(cls, settings, **changes) -> OptimizerSettings:
+        """The optimisers' values read from any settings object with these attributes
+        (a Config), with `changes` applied."""
+        values = {f.name: getattr(settings, f.name) for f in dataclasses.fields(cls)}
+        return cls(**{**values, **changes})
+
+
 class Adam:
     """Adam on the image, projected onto 0..255 after every step; its moments are part of
     the checkpoint."""
 
-    def __init__(self, image: tf.Variable, value_and_grad: Callable, config: Config):
+    def __init__(self, image: tf.Variable, value_and_grad: Callable, settings: OptimizerSettings):
         self.image, self.value_and_grad = image, value_and_grad
         # A tiny epsilon keeps Adam invariant to the loss scale, which the weights change.
         self.optimizer = keras.optimizers.Adam(
-            learning_rate=float(config.learning_rate),
-            beta_1=float(config.adam_beta1),
-            beta_2=float(config.adam_beta2),
+            learning_rate=float(settings.learning_rate),
+            beta_1=float(settings.adam_beta1),
+            beta_2=float(settings.adam_beta2),
             epsilon=1e-8,
         )
         # Creating the slots now, not on the first call, spares tf.function a second trace.
@@ -80,8 +104,8 @@ class Lbfgs:
     optimiser state and a resumed run repeats an uninterrupted one exactly.
     """
 
-    def __init__(self, image: tf.Variable, value_and_grad: Callable, config: Config):
-        self.minimizer = BoxLbfgs(image, value_and_grad, memory=config.lbfgs_memory)
+    def __init__(self, image: tf.Variable, value_and_grad: Callable, settings: OptimizerSettings):
+        self.minimizer = BoxLbfgs(image, value_and_grad, memory=settings.lbfgs_memory)
 
     def state(self) -> dict:
         """Nothing beyond the image (see the class docstring)."""
@@ -104,9 +128,9 @@ class ScipyLbfgs:
     evaluation. Each run() is a fresh minimisation, as in Lbfgs.
     """
 
-    def __init__(self, image: tf.Variable, value_and_grad: Callable, config: Config):
+    def __init__(self, image: tf.Variable, value_and_grad: Callable, settings: OptimizerSettings):
         self.image, self.value_and_grad = image, value_and_grad
-        self.memory = config.lbfgs_memory
+        self.memory = settings.lbfgs_memory
 
     def state(self) -> dict:
         """Nothing beyond the image."""
@@ -158,13 +182,3 @@ class ScipyLbfgs:
 
 
 OPTIMIZERS = {"adam": Adam, "lbfgs": Lbfgs, "lbfgs_scipy": ScipyLbfgs}
-
-
-def __getattr__(name: str):
-    # nst_tf.engine.optimize.stylize_arrays was the documented entry point before the Stylizer;
-    # user scripts keep working. Imported lazily: nst_tf.engine.stylizer imports this module.
-    if name == "stylize_arrays":
-        from nst_tf.engine.stylizer import stylize_arrays  # pylint: disable=import-outside-toplevel
-
-        return stylize_arrays
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

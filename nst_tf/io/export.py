@@ -17,8 +17,8 @@ from nst_tf.errors import OutputError
 from nst_tf.io.images import check_output_path, load_image
 from nst_tf.io.paths import Written, check_no_overlap, check_writable_directory, open_regular, shown
 from nst_tf.io.targets import StyleTargets
+from nst_tf.model.vgg19 import layer_downsampling
 from nst_tf.model.weights import find_weights
-from nst_tf.settings.config import layer_downsampling
 from nst_tf.version import __version__
 
 if TYPE_CHECKING:

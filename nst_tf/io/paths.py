@@ -21,7 +21,6 @@ import stat
 from collections.abc import Iterable
 
 from nst_tf.errors import NstError, OutputError
-from nst_tf.settings.config import INIT_KEYWORDS, Config
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -254,43 +253,3 @@ def check_writable_file(path: str, flag: str) -> None:
     if not os.path.isdir(directory):
         raise OutputError(f"--{flag}: directory {shown(directory)} does not exist; create it first")
     _probe(directory, f"--{flag}")
-
-
-def check_run_paths(config: Config, style_folders: list[str], weights_path: str | None) -> None:
-    """All checks of a stylisation run's written paths, before any work starts.
-
-    Args:
-        config: The run's settings, --style folders already expanded and the checkpoint
-            directory filled in.
-        style_folders: The --style entries that were folders.
-        weights_path: The VGG19 weights file the run reads.
-
-    Raises:
-        OutputError: a written path overlaps an input, or cannot be written.
-    """
-    inputs = [("content", config.content), ("style_targets", config.style_targets)]
-    inputs += [("style", path) for path in config.style_paths()]
-    inputs += [("style_mask", path) for path in config.style_mask]
-    if config.init not in INIT_KEYWORDS:
-        inputs.append(("init", config.init))
-    inputs.append(("vgg_weights", weights_path))
-    written = [
-        Written("output", config.output),
-        Written("trace", config.trace),
-        Written("logdir", config.logdir, directory=True),
-        Written("checkpoint_dir", config.checkpoint_dir, directory=True),
-    ]
-    if config.save_every:
-        stem, ext = os.path.splitext(os.path.basename(config.output))
-        pattern = re.escape(stem) + r"\.step\d{5,}" + re.escape(ext)
-        first = os.path.join(
-            os.path.dirname(config.output), f"{stem}.step{config.save_every:05d}{ext}"
-        )
-        written.append(Written("save_every", first, pattern=pattern))
-    check_no_overlap(written, inputs, [("style", folder) for folder in style_folders])
-    if config.trace:
-        check_writable_file(config.trace, "trace")
-    if config.logdir:
-        check_writable_directory(config.logdir, "logdir")
-    if config.checkpoint_dir:
-        check_writable_directory(config.checkpoint_dir, "checkpoint_dir")

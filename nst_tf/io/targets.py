@@ -21,7 +21,7 @@ import numpy as np
 from nst_tf.errors import ConfigError
 from nst_tf.io.images import atomic_write
 from nst_tf.io.paths import check_regular_file, shown
-from nst_tf.settings.config import VGG19_CONV_LAYERS, layer_channels
+from nst_tf.model.vgg19 import VGG19_CONV_LAYERS, layer_channels
 
 # Scalar and name members: at most this many characters each (a sha256 is 64).
 _MAX_TEXT = 256

@@ -11,7 +11,7 @@ from nst_tf import machine
 from nst_tf.errors import ConfigError
 from nst_tf.machine import cpu_flags, cpu_has_bfloat16  # noqa: F401 (re-exported)
 from nst_tf.model import weights as weights_lib
-from nst_tf.settings.config import SPLIT_BEFORE, VGG19_CONV_LAYERS
+from nst_tf.model.vgg19 import SPLIT_BEFORE, VGG19_CONV_LAYERS
 
 # Caffe preprocessing of the original VGG weights: BGR order, ImageNet mean removed.
 IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)

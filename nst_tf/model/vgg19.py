@@ -152,3 +152,9 @@ def plan_tiles(height: int, width: int, tile: int, halo: int, grid: int) -> list
         for y0, y1 in zip(rows[:-1], rows[1:], strict=True)
         for x0, x1 in zip(cols[:-1], cols[1:], strict=True)
     ]
+
+
+def layer_channels(layer: str) -> int:
+    """How many channels (feature maps) a VGG19 convolution has: 64 in block 1, doubling
+    per block up to 512."""
+    return min(64 * layer_downsampling(layer), 512)

@@ -26,7 +26,7 @@ from absl import logging
 
 from nst_tf.errors import WeightsError
 from nst_tf.io.paths import check_regular_file, shown
-from nst_tf.settings.config import VGG19_CONV_LAYERS, layer_channels
+from nst_tf.model.vgg19 import VGG19_CONV_LAYERS, layer_channels
 
 KERAS_FILENAME = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 KERAS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg19/" + KERAS_FILENAME

