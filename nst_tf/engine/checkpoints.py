@@ -3,7 +3,9 @@
 A checkpoint holds the image, the optimiser's state (Adam's moments; L-BFGS restarts its
 memory at every checkpoint, so the image is its whole state), the global step, the
 current scale and the step within it, the noise generator, and the settings that shape
-the result as JSON. `--resume` refuses a checkpoint made with other such settings.
+the result's key record (settings.keys) as JSON. `--resume` refuses a checkpoint made for
+another result (other settings, inputs or weights), naming what changed, and one written
+before key records (an older nst_tf).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from nst_tf.engine import checkpoint_files
 from nst_tf.engine.progress import Clock
 from nst_tf.errors import ConfigError
 from nst_tf.io.paths import shown
+from nst_tf.settings import keys
 
 
 @dataclasses.dataclass
@@ -35,7 +38,7 @@ class RunState:
     """The tf.train objects a checkpoint saves, besides the per-scale image and optimiser.
 
     Args:
-        settings: What shapes the result, as canonical JSON (settings.keys.settings_json).
+        settings: The result's key record (settings.keys.key_record) as JSON.
         seed: The seed of the noise generator.
     """
 
@@ -86,9 +89,9 @@ def _damaged(directory: str) -> ConfigError:
     )
 
 
-def read_position(directory: str, settings: str) -> tuple[str, Position]:
+def read_position(directory: str, record: dict) -> tuple[str, Position]:
     """Finds the newest checkpoint in `directory`, verifies it whole, and checks it was
-    made with `settings` (canonical JSON of what shapes the result).
+    made for the result whose key record is `record` (settings.keys.key_record).
 
     Every tensor is read here (TensorFlow checks each one's CRC as it reads), so that the
     restore that follows cannot fail on a truncated, emptied or altered file.
@@ -124,10 +127,13 @@ def read_position(directory: str, settings: str) -> tuple[str, Position]:
         raise _damaged(directory) from None
     if not isinstance(saved, dict):
         raise _damaged(directory)
-    current = json.loads(settings)
-    changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-    if changed:
-        diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
+    if saved.get("key_format") != keys.KEY_FORMAT:
+        raise ConfigError(
+            f"the checkpoint in {shown(directory)} was written by an older nst_tf, whose "
+            "checkpoints cannot be resumed by this one; run without --resume to start again"
+        )
+    diffs = keys.changes(saved, json.loads(json.dumps(record)))
+    if diffs:
         raise ConfigError(
             f"the checkpoint in {shown(directory)} was made with other settings ({diffs}); "
             "resume with the original settings or start afresh without --resume"
@@ -155,19 +161,19 @@ class Run:
     clock: Clock | None = None
 
 
-def begin(settings: str, seed: int, directory: str, resume: bool) -> Run:
+def begin(record: dict, seed: int, directory: str, resume: bool) -> Run:
     """A run's state: fresh (a previous run's checkpoints cleared), or the position of the
     checkpoint it resumes.
 
     Args:
-        settings: What shapes the result, as canonical JSON.
+        record: The result's key record (settings.keys.key_record).
         seed: The noise generator's seed.
         directory: Where checkpoints go; "" for none.
         resume: Whether to continue the newest checkpoint in `directory`.
     """
-    run = Run(RunState(settings, seed), Position())
+    run = Run(RunState(json.dumps(record, sort_keys=True), seed), Position())
     if directory and resume:
-        run.restore_path, run.position = read_position(directory, settings)
+        run.restore_path, run.position = read_position(directory, record)
         logging.info("resuming %s at step %d", run.restore_path, run.position.step)
     elif directory:
         clear(directory)

@@ -15,6 +15,7 @@ from nst_tf.core import color
 from nst_tf.core.objective import LayerStats, StyleGroup
 from nst_tf.errors import ConfigError
 from nst_tf.model.vgg19 import layer_downsampling
+from nst_tf.settings.keys import array_sha256
 
 
 class MeasuredStyle(NamedTuple):
@@ -71,6 +72,31 @@ class Prepared:
     start: tf.Tensor | None = None
     temporal: tuple[tf.Tensor, tf.Tensor] | None = None
     measured: MeasuredStyle | None = None
+
+    def digests(self) -> dict:
+        """The sha256 of each input's values by name (for the result's key record)."""
+        named = {
+            "content": [self.content],
+            "style": self.styles,
+            "style_targets": _leaves(self.fixed),
+            "style_measured": _leaves(self.measured),
+            "init": [self.init],
+            "style_mask": self.masks,
+            "start": [self.start],
+            "temporal": list(self.temporal or ()),
+        }
+        return {
+            name: [array_sha256(np.asarray(value)) for value in values if value is not None]
+            for name, values in named.items()
+            if values and any(value is not None for value in values)
+        }
+
+
+def _leaves(structure) -> list | None:
+    """The arrays in a nested structure of tensors or arrays (None: none)."""
+    if structure is None:
+        return None
+    return [leaf for leaf in tf.nest.flatten(structure) if leaf is not None]
 
 
 HISTOGRAM_MEASURED = (

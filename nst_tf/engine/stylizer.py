@@ -36,8 +36,8 @@ from nst_tf.engine.steps import StepCache
 from nst_tf.errors import ConfigError, Interrupted, NumericalError
 from nst_tf.io.images import scaled_shape
 from nst_tf.model.features import FeatureExtractor, resolve_xla
+from nst_tf.settings import keys
 from nst_tf.settings.config import Config, layer_downsampling, validate
-from nst_tf.settings.keys import settings_json
 
 
 class Stylizer:
@@ -87,7 +87,6 @@ class Stylizer:
             # The memory budget is read once: scales are planned against the same number.
             memory.budget_bytes(plan_settings),
         )
-        self._settings = settings_json(self.config)
 
     @property
     def budget(self) -> float:
@@ -344,7 +343,10 @@ class Stylizer:
             sizes, steps = self.pyramid()
         pixels = [math.prod(scaled_shape(*inputs.content.shape[1:3], size)) for size in sizes]
         run = self._begin(
-            sum(steps), [p for p, n in zip(pixels, steps, strict=True) for _ in range(n)]
+            inputs,
+            sum(steps),
+            [p for p, n in zip(pixels, steps, strict=True) for _ in range(n)],
+            schedule,
         )
         image = None
         for scale in range(run.position.scale, len(sizes)):
@@ -366,15 +368,29 @@ class Stylizer:
         )
         return sizes, steps
 
-    def _begin(self, total_steps: int, step_pixels: Sequence[int] = ()) -> checkpoints.Run:
+    def _begin(
+        self, inputs: Prepared, total_steps: int, step_pixels: Sequence[int], schedule
+    ) -> checkpoints.Run:
         """A run's state, fresh or resumed, and its clock.
 
         Args:
+            inputs: The prepared inputs (their values are part of the checkpoint's key).
             total_steps: Steps over all scales.
             step_pixels: The pixels of each step's scale, for the ETA.
+            schedule: The (size, steps) pyramid given to stylize(), or None.
         """
         config = self.config
-        run = checkpoints.begin(self._settings, config.seed, config.checkpoint_dir, config.resume)
+        record = {}
+        if config.checkpoint_dir:  # the key is only needed, and hashed, to checkpoint
+            source = self.model.weights_source
+            record = keys.key_record(
+                keys.recipe_of(config),
+                inputs.digests(),
+                source.sha256 if source else "",
+                schedule=[list(pair) for pair in schedule] if schedule else None,
+                temporal_weight=self.objective.weights.get("temporal", 0.0),
+            )
+        run = checkpoints.begin(record, config.seed, config.checkpoint_dir, config.resume)
         run.clock = Clock(total_steps, run.position.step + 1)
         run.clock.work = tuple(itertools.accumulate(step_pixels, initial=0))
         return run
