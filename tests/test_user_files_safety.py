@@ -1,4 +1,4 @@
-"""Issue 13: never destroy a user's file, never lose a finished run.
+"""Never destroy a user's file, never lose a finished run.
 
 The quick CLI refusals are in test_bad_inputs.py; here are the cases that need a real run
 (damaged checkpoints, stopping, resuming a finished run, exports) and the library pieces
