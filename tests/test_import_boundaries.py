@@ -42,6 +42,7 @@ TF_FREE = (
     "nst_tf.machine",
     "nst_tf.model.vgg19",
     "nst_tf.model.weights",
+    "nst_tf.model.torch_legacy",
     "nst_tf.settings.config",
     "nst_tf.settings.fields",
     "nst_tf.settings.recipe",
