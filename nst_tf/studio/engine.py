@@ -24,10 +24,10 @@ from absl import logging
 from PIL import Image
 
 from nst_tf.commands import run
+from nst_tf.commands.preflight import load_inputs
 from nst_tf.engine.memory import check_memory
 from nst_tf.errors import ImageError, Interrupted, NstError
 from nst_tf.io import images
-from nst_tf.io.inputs import load_inputs
 from nst_tf.io.paths import shown
 from nst_tf.settings.config import RECIPE, Config, validate
 from nst_tf.studio.controls import config_values, flag_lines
