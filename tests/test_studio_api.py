@@ -21,8 +21,32 @@ SETTINGS = {"size": 48, "min_size": 0, "steps": 20, "optimizer": "adam"}
 
 
 @pytest.fixture(scope="module")
-def studio(tmp_path_factory):
-    server = Server(tmp_path_factory.mktemp("studio_api"))
+def model(tmp_path_factory):
+    """A small trained stylizer (seeded random weights: the studio's plumbing is the point)."""
+    import keras
+
+    from nst_tf.io.model_dir import write_model_dir
+    from nst_tf.model.transform import TransformNet
+
+    keras.utils.set_random_seed(3)
+    net = TransformNet(width=4, residual_blocks=1)
+    net(np.zeros((1, 16, 16, 3), np.float32))
+    path = tmp_path_factory.mktemp("models") / "tiny"
+    write_model_dir(
+        str(path),
+        net,
+        recipe={"style_weight": 1e-3},
+        styles=[{"name": "style.png", "sha256": "ab" * 32}],
+        training={"steps": 1},
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory, model):
+    tmp = tmp_path_factory.mktemp("studio_api")
+    server = Server(tmp, f"--models={model.parent}", f"--results_dir={tmp / 'kept'}")
+    server.kept = tmp / "kept"
     yield server
     if server.process.poll() is None:
         server.end(signal.SIGTERM)
@@ -52,7 +76,7 @@ def test_a_job_through_the_client(client, files):
         assert image.format == "PNG" and image.size == (48, 36)
         assert np.asarray(image).std() > 1
     listed = client.predict(api_name="/jobs")
-    assert [entry["job"] for entry in listed if entry["state"] == "done"] == [info["job"]]
+    assert [entry["job"] for entry in listed if entry["state"] == "done"][:1] == [info["job"]]
     assert "--style_blend_weights=3.0,1.0" in _flag_file(client, info)
 
 
@@ -61,6 +85,30 @@ def _flag_file(client: Client, info: dict) -> str:
     url = f"{client.src.rstrip('/')}/gradio_api/file={info['files']['flags']}"
     with urllib.request.urlopen(url, timeout=30) as response:
         return response.read().decode()
+
+
+def test_a_trained_model_gives_its_result_at_once(client, files, model):
+    from nst_tf.io.images import load_image
+    from nst_tf.io.model_dir import load_model_dir
+
+    content = files[0]
+    path, info = client.predict(
+        handle_file(str(content)),
+        [],
+        json.dumps({"model": "tiny", "size": 40}),
+        api_name="/stylize",
+    )
+    assert info["state"] == "done", info
+    with Image.open(path) as image:
+        assert image.size == (40, 30)
+        got = np.asarray(image, np.float32)
+    net, _ = load_model_dir(str(model))
+    expected = net(load_image(str(content), size=40)[None]).numpy()[0]
+    assert np.abs(got - np.clip(np.round(expected), 0, 255)).max() <= 1.0
+    with pytest.raises(AppError, match="there is no trained model 'other' here; offered: tiny"):
+        client.predict(
+            handle_file(str(content)), [], json.dumps({"model": "other"}), api_name="/stylize"
+        )
 
 
 def test_bad_settings_are_one_line_errors(client, files):
@@ -144,5 +192,16 @@ def test_ctrl_c_during_a_run_stops_it_in_one_line(studio, client, files):
         rf"nst-tf-studio: stopped by SIGINT during job {job['job']} at step \d+/2000; .*",
         lines[-1],
     ), lines[-3:]
+    assert lines[-1].endswith(f"were kept in {studio.kept}")
     assert "Traceback" not in studio.stderr()
     assert not studio.work.exists() and list(studio.parent.iterdir()) == []
+    # Nothing lost: the stopped run's image so far, and every result before it, are kept.
+    kept = sorted(path.name for path in studio.kept.iterdir())
+    stem = f"content-style-{job['job']}-"
+    stopped = [name for name in kept if name.startswith(stem) and name.endswith(".flags")]
+    assert stopped, kept
+    assert "# stopped at step" in (studio.kept / stopped[0]).read_text()
+    with Image.open(studio.kept / stopped[0].replace(".flags", ".png")) as image:
+        assert image.size == (48, 36)
+    assert any(name.startswith("content-tiny-") for name in kept), kept
+    assert not [name for name in kept if name.startswith(".")], kept

@@ -21,6 +21,7 @@ from absl import flags, logging
 
 from nst_tf.commands.cli import _fail, _parse, _positional, _setup_logging
 from nst_tf.errors import ConfigError, NstError
+from nst_tf.io.paths import shown
 
 FLAGS = flags.FLAGS
 
@@ -40,6 +41,18 @@ _FLAGS = (
         "removed on exit); default: the system's temporary folder.",
     ),
     ("max_upload_mb", 200, "Largest upload accepted, in MB."),
+    (
+        "results_dir",
+        "",
+        "A folder where every result (finished or stopped, with its flag file) is also "
+        "kept, so none is lost when the studio stops; default: none.",
+    ),
+    (
+        "models",
+        "",
+        "Trained stylizers to offer for instant results: MODEL_DIRs, or folders of "
+        "them, comma-separated; default: none.",
+    ),
 )
 # The user name that goes with --token (Gradio's login asks for a name and a password).
 USER = "studio"
@@ -109,8 +122,14 @@ class _Stop:
 def _serve() -> int:
     token = _check_flags()
     # The engine's folder first: Gradio reads its cache folder from the environment.
-    from nst_tf.studio.engine import Studio, WorkFolder  # pylint: disable=C0415
+    from nst_tf.studio.engine import Studio, WorkFolder, find_models  # pylint: disable=C0415
 
+    if FLAGS.results_dir:
+        from nst_tf.io.paths import check_writable_directory  # pylint: disable=C0415
+
+        check_writable_directory(FLAGS.results_dir, "results_dir")
+        os.makedirs(FLAGS.results_dir, exist_ok=True)
+    models = find_models([entry.strip() for entry in FLAGS.models.split(",") if entry.strip()])
     work = WorkFolder(FLAGS.work_dir or None)
     stop = _Stop()
     os.environ["GRADIO_TEMP_DIR"] = work.cache
@@ -119,7 +138,7 @@ def _serve() -> int:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     # A closed page is noticed within a few seconds (Gradio's default: 15 s).
     os.environ.setdefault("GRADIO_HEARTBEAT_INTERVAL", "2")
-    studio = Studio(work)
+    studio = Studio(work, models=models, results_dir=FLAGS.results_dir or None)
     demo = None
     try:
         from nst_tf.studio import app  # pylint: disable=C0415
@@ -154,18 +173,20 @@ def _serve() -> int:
         stop.event.wait()
         running = studio.running()
         stopped = studio.close(f"the studio was stopped by {signal.Signals(stop.signum).name}")
+        name = signal.Signals(stop.signum).name
+        if FLAGS.results_dir:
+            where = f"kept in {shown(FLAGS.results_dir)}"
+        else:
+            where = "removed with the work folder (--results_dir keeps them)"
         if running is not None:
             line = (
-                f"stopped by {signal.Signals(stop.signum).name} during job {running.id} at "
-                f"step {running.step}/{running.total}; its image so far and "
-                f"{len(studio.history()) - 1} other result(s) were removed with the work folder"
+                f"stopped by {name} during job {running.id} at step {running.step}/"
+                f"{running.total}; its image so far and the session's other results were {where}"
             )
         else:
             queued = f" ({len(stopped)} queued job(s) not run)" if stopped else ""
-            line = (
-                f"stopped by {signal.Signals(stop.signum).name}{queued}; "
-                f"{len(studio.history())} result(s) were removed with the work folder"
-            )
+            count = len(studio.history())
+            line = f"stopped by {name}{queued}; the session's {count} result(s) were {where}"
         sys.stderr.write(f"nst-tf-studio: {line}\n")
         return 128 + stop.signum
     finally:

@@ -22,7 +22,7 @@ import gradio as gr
 from nst_tf.errors import NstError
 from nst_tf.settings.config import Config
 from nst_tf.studio import controls as studio_controls
-from nst_tf.studio.engine import DONE, FORMATS, RUNNING, Job, Studio
+from nst_tf.studio.engine import DONE, FORMATS, NO_MODEL, RUNNING, Job, Studio
 
 # How often a page following a job looks at it.
 POLL_SECONDS = 0.2
@@ -119,6 +119,16 @@ def build(studio: Studio) -> gr.Blocks:
                     info=_field("style_blend_weights").metadata["help"],
                     placeholder="equal",
                     elem_id="blend",
+                )
+                model = gr.Dropdown(
+                    [NO_MODEL, *studio.models],
+                    value=NO_MODEL,
+                    label="Trained model",
+                    info="A trained stylizer gives its result at once (one pass over the "
+                    "photo); its style is the one it was trained on, so the style images, "
+                    "strength and advanced settings do not apply.",
+                    elem_id="model",
+                    visible=bool(studio.models),
                 )
                 preset = gr.Dropdown(
                     ["(none)", *presets],
@@ -228,6 +238,8 @@ def build(studio: Studio) -> gr.Blocks:
         def values_of(data: dict) -> dict:
             values = {name: data[component] for name, component in settings.items()}
             values["size"] = data[size]
+            if data[model] != NO_MODEL:
+                return {"model": data[model], "size": data[size]}
             values["style_blend_weights"] = data[blend]
             if strength_field is not None:
                 values["style_strength"] = data[strength]
@@ -288,7 +300,7 @@ def build(studio: Studio) -> gr.Blocks:
             return job.id, job.settings_text(), list(job.files.values()), job.progress_line()
 
         outputs = [job_id, progress, preview, result, downloads, message, history]
-        inputs = {content, styles, blend, preset, strength, size, *settings.values()}
+        inputs = {content, styles, blend, model, preset, strength, size, *settings.values()}
         queued = {"concurrency_limit": 1, "concurrency_id": QUEUE}
         # The queue's place and the timer show on the progress line, not over every output.
         page = {"api_visibility": "undocumented", "show_progress_on": progress, **queued}

@@ -14,6 +14,7 @@ import dataclasses
 import itertools
 import os
 import re
+import secrets
 import shutil
 import tempfile
 import threading
@@ -26,8 +27,9 @@ from PIL import Image
 from nst_tf.commands import run
 from nst_tf.commands.preflight import load_inputs
 from nst_tf.engine.memory import check_memory
-from nst_tf.errors import ImageError, Interrupted, NstError
+from nst_tf.errors import ConfigError, ImageError, Interrupted, ModelError, NstError
 from nst_tf.io import images
+from nst_tf.io.model_dir import is_model_dir, read_model_metadata
 from nst_tf.io.paths import shown
 from nst_tf.settings.config import RECIPE, Config, validate
 from nst_tf.studio.controls import config_values, flag_lines
@@ -45,6 +47,49 @@ FLAGFILE_RUNTIME = ("precision", "xla", "deterministic")
 FORMATS = (("PNG", ".png", 8), ("JPEG", ".jpg", 8), ("16-bit PNG", "-16bit.png", 16))
 
 QUEUED, RUNNING, STOPPED, DONE, FAILED = "queued", "running", "stopped", "done", "failed"
+# A trained model's one pass over the whole photo is held to this size (its activations
+# grow with the pixels; 2048 px at the default width peaks near 5 GB).
+MODEL_MAX_SIZE = 2048
+# The control value that means "optimise, no trained model".
+NO_MODEL = "(none: optimise)"
+
+
+def find_models(entries: list[str]) -> dict[str, str]:
+    """Trained models (MODEL_DIRs) by name, from folders that are models or hold them.
+
+    Args:
+        entries: Paths, each a MODEL_DIR or a folder of MODEL_DIRs.
+
+    Returns:
+        {name: path}, the name being the folder's name (made unique with -2, -3...).
+
+    Raises:
+        ModelError: an entry is not a folder, holds no model, or a model's description is
+            broken (read as data: nothing is loaded or run).
+    """
+    models = {}
+    for entry in entries:
+        if is_model_dir(entry):
+            found = [entry]
+        elif os.path.isdir(entry):
+            found = sorted(
+                os.path.join(entry, name)
+                for name in os.listdir(entry)
+                if is_model_dir(os.path.join(entry, name))
+            )
+        else:
+            found = []
+        if not found:
+            raise ModelError(f"--models: {shown(entry)} is no trained model or folder of them")
+        for path in found:
+            read_model_metadata(path)
+            name = base = os.path.basename(os.path.normpath(path))
+            for count in itertools.count(2):
+                if name not in models:
+                    break
+                name = f"{base}-{count}"
+            models[name] = path
+    return models
 
 
 class WorkFolder:
@@ -132,6 +177,8 @@ class Job:
         stop_reason: Why a stop was asked (None: no stop asked).
         created: When it was submitted (time.time()).
         exports: How many times its result was exported (once per stop or end).
+        model: The trained model that made it (None: an optimisation).
+        kept: Its PNG's copy in the studio's results_dir (None: not kept).
     """
 
     id: int
@@ -154,6 +201,8 @@ class Job:
     stop_reason: str | None = None
     created: float = dataclasses.field(default_factory=time.time)
     exports: int = 0
+    model: str | None = None
+    kept: str | None = None
     thread: threading.Thread | None = dataclasses.field(default=None, repr=False)
 
     @property
@@ -163,9 +212,9 @@ class Job:
 
     @property
     def name(self) -> str:
-        """The downloads' name: content-style-id."""
-        styles = self.config.style_paths()
-        return f"{_stem(self.config.content)}-{_stem(styles[0])}-{self.id}"
+        """The downloads' name: content-style-id (content-model-id for a trained model)."""
+        other = self.model or _stem(self.config.style_paths()[0])
+        return f"{_stem(self.config.content)}-{other}-{self.id}"
 
     def progress_line(self) -> str:
         """step 12/60 · scale 2/3, 45 px · 0.05 s/step · ETA 0:03 (or the job's state)."""
@@ -175,6 +224,8 @@ class Job:
             return f"job {self.id} failed: {self.message}"
         if self.state == RUNNING and not self.step:
             return f"job {self.id}: starting (loading the network, compiling the step)"
+        if self.model is not None:
+            return f"job {self.id} {self.state}: the trained model {self.model}. {self.message}"
         eta = "?" if self.eta is None else _clock(self.eta)
         line = (
             f"step {self.step}/{self.total} · scale {self.scale + 1}/{self.scales}, "
@@ -188,6 +239,12 @@ class Job:
         """The flag file's text (what remakes the result with nst-tf --flagfile), for the
         job in `state` (default: its state now)."""
         state = state or self.state
+        if self.model is not None:
+            return (
+                f"# nst-tf-studio job {self.id} ({state}): {original_name(self.config.content)} "
+                f"through the trained model {self.model} at --size={self.config.size}\n"
+                "# a trained model's result is not an optimisation: nst-tf does not remake it"
+            )
         names = tuple(
             name
             for name, value in self.config.of(RECIPE).items()
@@ -246,11 +303,25 @@ class Studio:
     Args:
         work: The work folder everything is written to.
         defaults: Config arguments every job starts from (before its own values).
+        models: Trained models offered for instant results, {name: MODEL_DIR}.
+        results_dir: A folder of the user's where every result (finished or stopped) is
+            also kept, as NAME-XXXXXX.png/.jpg/-16bit.png/.flags (XXXXXX: this studio's
+            tag, so that no file of another session is overwritten); None: none.
     """
 
-    def __init__(self, work: WorkFolder, defaults: dict | None = None):
+    def __init__(
+        self,
+        work: WorkFolder,
+        defaults: dict | None = None,
+        models: dict | None = None,
+        results_dir: str | None = None,
+    ):
         self.work = work
+        self.results_dir = results_dir
+        self.tag = secrets.token_hex(3)
         self.defaults = dict(defaults or {})
+        self.models = dict(models or {})
+        self._nets = {}
         self.jobs: dict[int, Job] = {}
         self._ids = itertools.count(1)
         self._run_lock = threading.Lock()  # one run at a time, whoever asks
@@ -302,19 +373,45 @@ class Studio:
         """
         if self.closing:
             raise NstError(f"the studio is stopping ({self.closing}); no new runs")
+        values = dict(values)
+        model = values.pop("model", None) or None
+        model = None if model == NO_MODEL else model
         job_id = next(self._ids)
         folder = os.path.join(self.work.jobs, str(job_id))
         os.mkdir(folder)
         try:
-            config = self.make_config(content, styles, values, folder)
+            if model is None:
+                config = self.make_config(content, styles, values, folder)
+            else:
+                config = self._model_config(content, model, values, folder)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        job = Job(job_id, session, config, folder)
+        job = Job(job_id, session, config, folder, model=model)
         with self._jobs_lock:
             self.jobs[job_id] = job
         self._start(job, resume=False)
         return job
+
+    def _model_config(self, content: str, model: str, values: dict, folder: str) -> Config:
+        """The Config of a trained model's job: the photo and the size (the only values
+        a trained model takes)."""
+        if model not in self.models:
+            offered = ", ".join(self.models) or "none (start the studio with --models)"
+            raise ModelError(f"there is no trained model {model!r} here; offered: {offered}")
+        if not content:
+            raise ImageError("no content photo: upload one")
+        check_image(content)
+        arguments = config_values({k: v for k, v in values.items() if k == "size"})
+        config = validate(
+            Config(content=content, output=os.path.join(folder, "result.png"), **arguments)
+        )
+        if config.size > MODEL_MAX_SIZE:
+            raise ConfigError(
+                f"--size={config.size}: a trained model runs at most {MODEL_MAX_SIZE} px here; "
+                "use a smaller size, or optimise (no model) for larger prints"
+            )
+        return config
 
     def resume(self, job_id: int) -> Job:
         """Continues a stopped job from its checkpoint.
@@ -332,8 +429,9 @@ class Studio:
 
     def _start(self, job: Job, resume: bool) -> None:
         job.state, job.stop_reason, job.message = QUEUED, None, ""
+        target, args = (self._work, (job, resume)) if job.model is None else (self._apply, (job,))
         job.thread = threading.Thread(
-            target=self._work, args=(job, resume), name=f"studio-job-{job.id}", daemon=True
+            target=target, args=args, name=f"studio-job-{job.id}", daemon=True
         )
         job.thread.start()
 
@@ -367,6 +465,40 @@ class Studio:
             # Last: whoever watches sees the job finished only with its files in place.
             job.message, job.state = message, state
 
+    def _apply(self, job: Job) -> None:
+        """A trained model's job: one pass of its network over the photo at the size."""
+        with self._run_lock:
+            if job.stop_reason is not None or self.closing:
+                job.message, job.state = f"not started: {job.stop_reason or self.closing}", FAILED
+                return
+            job.state, job.total = RUNNING, 1
+            start = time.perf_counter()
+            try:
+                net = self._net(job.model)
+                photo = images.load_image(job.config.content, size=job.config.size)
+                job.image = net(photo[None]).numpy()[0].astype(np.float32)
+                job.step, job.size = 1, job.config.size
+                state, message = DONE, f"in {time.perf_counter() - start:.1f} s"
+            except NstError as err:
+                state, message = FAILED, str(err)
+            except Exception as err:  # noqa: BLE001 - the page must hear of any failure
+                logging.exception("job %d failed", job.id)
+                state, message = FAILED, f"{type(err).__name__}: {err}"
+            if job.image is not None:
+                try:
+                    self._export(job, state)
+                except NstError as err:
+                    state, message = FAILED, f"the result could not be written: {err}"
+            job.message, job.state = message, state
+
+    def _net(self, model: str):
+        """The model's network, loaded once (its weights checked against its sha256)."""
+        if model not in self._nets:
+            from nst_tf.io.model_dir import load_model_dir  # pylint: disable=C0415
+
+            self._nets[model] = load_model_dir(self.models[model])[0]
+        return self._nets[model]
+
     def _export(self, job: Job, state: str) -> None:
         """Writes the result in every download format, and its flag file (of a job that
         ends in `state`)."""
@@ -380,12 +512,25 @@ class Studio:
             path = os.path.join(downloads, job.name + suffix)
             images.save_image(job.image, path, bit_depth)
             files[label] = path
-        flags = os.path.join(downloads, job.name + ".flags")
+        flags = os.path.join(downloads, job.name + (".txt" if job.model else ".flags"))
         with images.atomic_write(flags, "w") as file:
             file.write(job.settings_text(state) + "\n")
         files["flags"] = flags
+        if self.results_dir:
+            job.kept = self._keep(job, files)
         job.preview = _thumbnail(job.image)
         job.files = files
+
+    def _keep(self, job: Job, files: dict[str, str]) -> str:
+        """Copies a job's files into results_dir (atomically); returns the PNG's path."""
+        kept = {}
+        stem = f"{job.name}-{self.tag}"
+        for label, path in files.items():
+            suffix = path[len(os.path.join(os.path.dirname(path), job.name)) :]
+            kept[label] = os.path.join(self.results_dir, stem + suffix)
+            with open(path, "rb") as source, images.atomic_write(kept[label]) as copy:
+                shutil.copyfileobj(source, copy)
+        return kept["PNG"]
 
     # --- stopping -------------------------------------------------------------------
 
