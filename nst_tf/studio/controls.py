@@ -47,7 +47,7 @@ class Control:
 
 def _kind(field: dataclasses.Field) -> tuple[str, tuple[str, ...]]:
     annotation = str(field.type).replace(" | None", "")
-    choices = settings._CHOICES.get(field.name)  # noqa: SLF001 - the settings' own table
+    choices = field.metadata.get("choices")
     if field.name == "init":
         choices = INIT_KEYWORDS  # a start image path is a file, not a control
     if choices:
