@@ -16,6 +16,7 @@ import yaml
 
 from nst_tf.commands.video import VideoSettings
 from nst_tf.settings.config import Config
+from nst_tf.settings.training import TrainSettings
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -105,7 +106,7 @@ def test_flag_reference_is_current():
 
 def test_flag_reference_names_every_setting_with_its_help():
     page = (DOCS / "reference" / "flags.md").read_text()
-    for settings in (Config, VideoSettings):
+    for settings in (Config, VideoSettings, TrainSettings):
         for field in dataclasses.fields(settings):
             assert f"| `--{field.name}` |" in page, field.name
             first_words = " ".join(field.metadata["help"].split()[:4])
