@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from nst_tf.commands.train import train
+from nst_tf.commands.train import load_training_photos, train
 from nst_tf.engine.training import Trainer, crop_batches, resumable_checkpoint, settings_json
 from nst_tf.errors import ConfigError, ImageError, OutputError
 from nst_tf.io import model_dir
@@ -342,3 +342,27 @@ def test_resume_without_a_checkpoint_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="did not write"):
         resumable_checkpoint(str(foreign), "{}")
     assert (foreign / "checkpoint").read_text() == "theirs"
+
+
+def test_a_clip_s_frames_are_the_set_and_its_last_frames_are_held_out(tmp_path):
+    import imageio_ffmpeg
+
+    picture = _photo(120, 200, 3)
+    clip = tmp_path / "clip.mp4"
+    writer = imageio_ffmpeg.write_frames(str(clip), (96, 64), fps=12, macro_block_size=2)
+    writer.send(None)
+    for t in range(10):
+        writer.send(np.ascontiguousarray(picture[20 + t : 84 + t, 20 + 4 * t : 116 + 4 * t]))
+    writer.close()
+    settings = validate_training(_bad(tmp_path, images=str(clip), holdout=0.2))
+    photo_set = load_training_photos(settings)
+    assert photo_set.heldout_names == ["frame00008", "frame00009"]
+    assert photo_set.train_names == [f"frame{i:05d}" for i in range(8)]
+    # Scaled by ffmpeg to --size=64 on the long side.
+    assert photo_set.train[0].shape == (43, 64, 3) and photo_set.train[0].dtype == np.uint8
+    # The frames are the clip's, in order: each is the picture panned 4 px (here 2.7) more.
+    first, second = (f.astype(float) for f in photo_set.train[:2])
+    assert np.abs(first[:, 3:] - second[:, :-3]).mean() < np.abs(first - second).mean()
+    (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not a video")
+    with pytest.raises(ImageError, match="not a video ffmpeg can read"):
+        load_training_photos(_bad(tmp_path, images=str(tmp_path / "broken.mp4")))

@@ -32,9 +32,9 @@ MAX_FRAMES = 1000
 
 def _clip_frames(path: str, size: int):
     """(name, frame) for a video clip's first MAX_FRAMES frames, scaled to `size`."""
-    from nst_tf.commands import video  # pylint: disable=import-outside-toplevel
+    from nst_tf.io.clips import open_clip  # pylint: disable=import-outside-toplevel
 
-    clip = video.open_clip(path)
+    clip = open_clip(path)
     for index, frame in enumerate(clip.read(0, MAX_FRAMES, longest=size)):
         yield f"frame{index:05d}", frame
 
