@@ -96,6 +96,12 @@ def study(args) -> str:
                 means.setdefault(key, []).append(row)
             print(pair, {k: round(v["style_swd"], 2) for k, v in rows.items()}, flush=True)
             sections.append(f"### {content_name} x {style_name}\n\n{metrics.markdown_table(rows)}")
+            if args.out:  # the pairs done so far, in case the study is stopped
+                write_between_markers(args.out, _page(args, sections, means))
+    return _page(args, sections, means)
+
+
+def _page(args, sections: list[str], means: dict) -> str:
     averaged = {
         name: {key: float(np.mean([r[key] for r in rows])) for key, _, _ in metrics.COLUMNS}
         for name, rows in means.items()
@@ -156,7 +162,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.study:
-        out = args.out or os.path.join(ROOT, "docs", "quality.md")
+        out = args.out = args.out or os.path.join(ROOT, "docs", "quality.md")
         write_between_markers(out, study(args))
         print(f"wrote {out}")
         return
