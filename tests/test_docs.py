@@ -146,7 +146,8 @@ def test_every_docs_page_is_in_the_nav(page):
 
 
 # Flags of other programs the pages quote (absl's own, ray start, saved_model_cli, pip, the
-# benchmark script and scripts/flag_reference.py), and "--flags" as a word.
+# benchmark scripts, scripts/quality_report.py and scripts/flag_reference.py), and "--flags"
+# as a word.
 _OTHER_PROGRAMS_FLAGS = {
     "--flagfile",
     "--help",
@@ -159,6 +160,8 @@ _OTHER_PROGRAMS_FLAGS = {
     "--all",
     "--no-deps",
     "--tiling",
+    "--profile",
+    "--study",
     "--check",
 }
 
