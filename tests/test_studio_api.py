@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import urllib.error
 import urllib.request
 import uuid
 
@@ -205,3 +206,18 @@ def test_ctrl_c_during_a_run_stops_it_in_one_line(studio, client, files):
         assert image.size == (48, 36)
     assert any(name.startswith("content-tiny-") for name in kept), kept
     assert not [name for name in kept if name.startswith(".")], kept
+
+
+def test_a_token_guards_the_page_and_the_api(tmp_path):
+    # Beyond loopback a token is required (made and printed when none is given); here the
+    # same protection on loopback, where the test may listen.
+    server = Server(tmp_path, "--token=s3cret-word")
+    try:
+        with pytest.raises(Exception, match="(?i)login|auth|401|403"):
+            Client(server.url, verbose=False)
+        with pytest.raises(urllib.error.HTTPError, match="401"):
+            _post(f"{server.url}/gradio_api/call/jobs", b'{"data": []}', "application/json")
+        client = Client(server.url, auth=("studio", "s3cret-word"), verbose=False)
+        assert client.predict(api_name="/jobs") == []
+    finally:
+        assert server.end(signal.SIGTERM) == 128 + signal.SIGTERM

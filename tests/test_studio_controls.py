@@ -64,3 +64,10 @@ def test_flag_lines_read_back_as_the_same_settings():
         [sys.executable, "-c", code, *lines], capture_output=True, text=True, check=True
     )
     assert json.loads(done.stdout) == [96, ["block1_conv1", "block2_conv1"], [2.0, 1.0], True]
+
+
+def test_loopback_is_told_from_other_hosts():
+    from nst_tf.commands.studio import is_loopback
+
+    assert all(map(is_loopback, ("127.0.0.1", "127.0.0.2", "::1", "localhost")))
+    assert not any(map(is_loopback, ("0.0.0.0", "192.168.1.5", "::", "example.org")))
