@@ -16,7 +16,6 @@ import collections
 import dataclasses
 import glob
 import hashlib
-import json
 import os
 import stat
 import time
@@ -27,14 +26,11 @@ from PIL import Image
 
 from nst_tf.errors import ConfigError, NstError
 from nst_tf.io import images
-from nst_tf.io.paths import open_regular, shown
-from nst_tf.settings.config import INIT_KEYWORDS, RECIPE, RUNTIME, Config
+from nst_tf.io.paths import file_sha256, open_regular, shown
+from nst_tf.settings import keys
+from nst_tf.settings.config import Config
 
 FORMATS = ("png", "jpg")
-
-# Settings of the recipe or the runtime that cannot change a batch's result: a batch writes
-# no checkpoints, and tiled steps equal untiled ones.
-_NOT_IN_KEY = ("checkpoint_every", "resume", "tile_size", "memory_limit")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,18 +195,6 @@ def _clash_key(stem: str) -> str:
     return stem[: -len(".error")] if stem.endswith(".error") else stem
 
 
-def file_sha256(path: str) -> str:
-    """The hex sha256 of a file's bytes ("" when it cannot be read: it fails later)."""
-    digest = hashlib.sha256()
-    try:
-        with open_regular(path, NstError) as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    except (OSError, NstError):
-        return ""
-    return digest.hexdigest()
-
-
 def result_shape(path: str, size: int) -> tuple[int, int] | None:
     """(height, width) of a photo's result at `size`, from its header (EXIF rotation
     included), or None if the header cannot be read."""
@@ -228,11 +212,12 @@ def result_shape(path: str, size: int) -> tuple[int, int] | None:
 
 
 def job_digest(config: Config, fmt: str, weights_sha256: str) -> str:
-    """A hash of everything but the photo that its result depends on.
+    """A hash of everything but the photo that its result depends on: the key record of
+    nst_tf.settings.keys (the one rule for resume, batch and video) with the output
+    format and bit depth.
 
-    The settings that change the result, the output format and bit depth, the VGG19
-    weights' sha256, and the bytes of the style images (or style targets), masks and
-    start image. The
+    The settings that change the result, the VGG19 weights' sha256, and the bytes of the
+    style images (or style targets), masks and start image. The
     style's statistics are a function of those bytes and the settings, so they are
     covered without being measured first: a rerun decides what is done without loading
     TensorFlow, and float round-off in a measurement cannot make a finished photo look
@@ -243,22 +228,17 @@ def job_digest(config: Config, fmt: str, weights_sha256: str) -> str:
         fmt: The output format.
         weights_sha256: The sha256 of the VGG19 weights file.
     """
-    settings = {k: v for k, v in config.of(RECIPE, RUNTIME).items() if k not in _NOT_IN_KEY}
-    styles = config.style_paths() or ([] if config.style_targets else [images.sample_path("style")])
-    files = {
-        "style": [file_sha256(path) for path in styles],
-        "style_targets": file_sha256(config.style_targets) if config.style_targets else "",
-        "style_mask": [file_sha256(path) for path in config.style_mask],
-        "init": config.init if config.init in INIT_KEYWORDS else file_sha256(config.init),
-    }
-    record = {"settings": settings, "files": files, "format": fmt, "weights": weights_sha256}
-    if config.bit_depth != 8:  # an output setting that changes the file; 8-bit keys stay
-        record["bit_depth"] = config.bit_depth
-    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+    files = keys.input_files(config, default_style=images.sample_path("style"))
+    inputs = {name: [file_sha256(path) for path in paths] for name, paths in files.items()}
+    record = keys.key_record(
+        keys.recipe_of(config), inputs, weights_sha256, format=fmt, bit_depth=config.bit_depth
+    )
+    return keys.result_key(record)
 
 
 def photo_key(digest: str, photo_sha256: str) -> str:
-    """The settings key of one photo: the job's digest and the photo's bytes."""
+    """The result key of one photo: the job's digest (its key record without the
+    content) and the photo's bytes."""
     return hashlib.sha256(f"{digest}:{photo_sha256}".encode()).hexdigest()
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import hashlib
 import itertools
 import json
 import os
@@ -28,7 +27,9 @@ from nst_tf.core.flow import temporal_target
 from nst_tf.errors import ConfigError, ImageError, Interrupted, OutputError
 from nst_tf.io import images
 from nst_tf.io.clips import VIDEO_EXTENSIONS, content_key, open_clip, write_video
-from nst_tf.io.paths import open_regular, shown
+from nst_tf.io.paths import file_sha256, open_regular, shown
+from nst_tf.model.weights import find_weights
+from nst_tf.settings import keys
 from nst_tf.settings.config import INIT_KEYWORDS, INPUT, RECIPE, Config, settings_of
 from nst_tf.settings.video import VideoSettings
 
@@ -38,10 +39,20 @@ def work_dir_for(output: str) -> str:
     return os.path.abspath(output).rstrip(os.sep) + ".frames"
 
 
-def _recipe_key(config: Config, settings: VideoSettings) -> str:
-    """A key of every setting that shapes the frames: frames from other settings never mix."""
-    values = {"config": config.of(RECIPE, INPUT), "video": settings_of(settings, RECIPE, INPUT)}
-    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+def _recipe_key(config: Config, settings: VideoSettings, weights_sha256: str) -> str:
+    """The frames' result key (nst_tf.settings.keys, the one rule for resume, batch and
+    video): the recipe, the style files' bytes, the weights, and the video's own settings
+    that shape or pick the frames. Frames of other settings never mix; the clip's own
+    bytes are recorded beside it (content_key)."""
+    files = keys.input_files(config)
+    inputs = {name: [file_sha256(path) for path in paths] for name, paths in files.items()}
+    record = keys.key_record(
+        keys.recipe_of(config),
+        inputs,
+        weights_sha256,
+        video=settings_of(settings, RECIPE, INPUT),
+    )
+    return keys.result_key(record)
 
 
 MARKER = ".nst_tf_video.json"
@@ -226,7 +237,8 @@ def stylize_video(
         raise ImageError(f"--input={input_path!r} has no frame at --start={settings.start}")
     to_folder = not os.path.splitext(output)[1]
     work = output if to_folder else work_dir_for(output)
-    _claim_work_dir(work, _recipe_key(config, settings), content_key(clip))
+    recipe = _recipe_key(config, settings, find_weights(config.vgg_weights).sha256)
+    _claim_work_dir(work, recipe, content_key(clip))
     marker = os.path.join(work, MARKER)
     if stylizer is None:
         stylizer = Stylizer(config, temporal_weight=settings.temporal_weight)
@@ -304,7 +316,6 @@ def run_video(config: Config, settings: VideoSettings, input_path: str, output: 
     """
     from nst_tf.commands import preflight  # pylint: disable=import-outside-toplevel
     from nst_tf.io.paths import Written, check_no_overlap, check_writable_directory
-    from nst_tf.model.weights import find_weights  # pylint: disable=import-outside-toplevel
     from nst_tf.settings.config import validate  # pylint: disable=import-outside-toplevel
 
     if not input_path or not output:
@@ -336,7 +347,10 @@ def run_video(config: Config, settings: VideoSettings, input_path: str, output: 
     inputs += [("style", path) for path in config.style_paths()]
     inputs += [("style_targets", config.style_targets)] if config.style_targets else []
     check_no_overlap(written, inputs, [("style", folder) for folder in style_folders])
-    check_work_dir(output if to_folder else work_dir_for(output), _recipe_key(config, settings))
+    check_work_dir(
+        output if to_folder else work_dir_for(output),
+        _recipe_key(config, settings, source.sha256),
+    )
     check_writable_directory(
         output if to_folder else os.path.dirname(os.path.abspath(output)), "output"
     )

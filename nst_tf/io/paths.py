@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import hashlib
 import os
 import re
 import secrets
@@ -253,3 +254,15 @@ def check_writable_file(path: str, flag: str) -> None:
     if not os.path.isdir(directory):
         raise OutputError(f"--{flag}: directory {shown(directory)} does not exist; create it first")
     _probe(directory, f"--{flag}")
+
+
+def file_sha256(path: str) -> str:
+    """The hex sha256 of a file's bytes ("" when it cannot be read: it fails later)."""
+    digest = hashlib.sha256()
+    try:
+        with open_regular(path, NstError) as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except (OSError, NstError):
+        return ""
+    return digest.hexdigest()

@@ -16,6 +16,7 @@ import json
 import numpy as np
 
 from nst_tf.settings.fields import RECIPE, RUNTIME
+from nst_tf.settings.recipe import INIT_KEYWORDS
 
 KEY_FORMAT = "nst-tf-key/1"
 # Settings that never change the pixels: a tiled step gives the untiled step's loss and
@@ -27,6 +28,26 @@ def recipe_of(settings) -> dict:
     """The settings of a Config (or any settings dataclass made with settings.fields)
     that shape the pixels: the recipe and the runtime choices that change rounding."""
     return {k: v for k, v in settings.of(RECIPE, RUNTIME).items() if k not in NOT_IN_KEY}
+
+
+def input_files(settings, default_style: str | None = None) -> dict[str, list[str]]:
+    """The files a result reads besides its content, by input name, for the commands to
+    hash: the style images (or targets file), the masks, and the start image.
+
+    Args:
+        settings: A Config (its --style folders expanded).
+        default_style: The style used when none is given (the built-in sample).
+    """
+    styles = settings.style_paths()
+    if not styles and not settings.style_targets and default_style:
+        styles = [default_style]
+    files = {
+        "style": styles,
+        "style_targets": [settings.style_targets] if settings.style_targets else [],
+        "style_mask": list(settings.style_mask),
+        "init": [] if settings.init in INIT_KEYWORDS else [settings.init],
+    }
+    return {name: paths for name, paths in files.items() if paths}
 
 
 def key_record(recipe: dict, inputs: dict, weights_sha256: str, **extra) -> dict:
