@@ -230,9 +230,10 @@ def job_digest(config: Config, fmt: str, weights_sha256: str) -> str:
     """
     files = keys.input_files(config, default_style=images.sample_path("style"))
     inputs = {name: [file_sha256(path) for path in paths] for name, paths in files.items()}
-    record = keys.key_record(
-        keys.recipe_of(config), inputs, weights_sha256, format=fmt, bit_depth=config.bit_depth
-    )
+    # A batch never checkpoints (its workers run with --checkpoint_every=0), so the
+    # setting cannot change its results.
+    recipe = keys.recipe_of(dataclasses.replace(config, checkpoint_every=0))
+    record = keys.key_record(recipe, inputs, weights_sha256, format=fmt, bit_depth=config.bit_depth)
     return keys.result_key(record)
 
 
