@@ -306,3 +306,11 @@ def test_comma_separated_layer_strings_are_accepted():
     )
     assert config.content_layers == ("block4_conv2",)
     assert config.style_layers == ("block1_conv1", "block2_conv1")
+
+
+def test_init_style_with_style_targets_is_refused_for_every_command():
+    """A targets file holds statistics, not a picture to start from: refused in the
+    settings' own check, before any file is read (nst-tf, batch and video alike)."""
+    with pytest.raises(ConfigError, match="^--init=style needs a style image"):
+        validate(Config(init="style", style_targets="targets.npz"))
+    validate(Config(init="style"))  # with a style image it is fine

@@ -195,8 +195,6 @@ def check_video_config(config: Config) -> None:
             "noise or style, and the others as --frame_init says; a start image has one "
             "frame's picture, so it is not taken"
         )
-    if config.init == "style" and config.style_targets:
-        raise ConfigError("--init=style needs a style image, not --style_targets statistics")
 
 
 def stylize_video(

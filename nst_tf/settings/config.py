@@ -230,6 +230,8 @@ def validate(config: Config) -> Config:
             raise ConfigError(f"--style_scale values must be in (0, 8], got {_shown(value)}")
     if not 0 <= config.init_noise_ratio <= 1:
         raise ConfigError(f"--init_noise_ratio must be in [0, 1], got {config.init_noise_ratio}")
+    if config.init == "style" and config.style_targets:
+        raise ConfigError("--init=style needs a style image, not --style_targets statistics")
     if config.style_targets and config.preserve_color == "histogram":
         raise ConfigError(
             "--style_targets fixes the style's colours: drop --preserve_color=histogram"
