@@ -54,6 +54,7 @@ TF_FREE = (
     "nst_tf.commands.train",
     "nst_tf.core.color",
     "nst_tf.engine.memory",
+    "nst_tf.engine.devices",
     "nst_tf.engine.checkpoint_files",
     "nst_tf.io.paths",
     "nst_tf.io.images",
