@@ -42,7 +42,7 @@ def _define(command: str) -> list[str]:
     from nst_tf.commands import cli  # pylint: disable=import-outside-toplevel
 
     if command == "nst-tf":
-        return list(cli.define_flags())
+        return list(cli.define_preset_flag() + cli.define_flags())
     if command == "nst-tf-export":
         return list(cli._define_export_flags())  # pylint: disable=protected-access
     if command == "nst-tf-video":
@@ -60,7 +60,7 @@ def _define(command: str) -> list[str]:
     from nst_tf.commands import batch  # pylint: disable=import-outside-toplevel
 
     own = [flag.name for flag in flags.FLAGS.get_flags_for_module(batch)]
-    return own + list(cli.define_flags(batch.BATCH_SETTINGS))
+    return own + list(cli.define_preset_flag() + cli.define_flags(batch.BATCH_SETTINGS))
 
 
 def _dump(command: str) -> None:
@@ -131,7 +131,11 @@ def _default(value) -> str:
 
 
 def _cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|").replace("*", "\\*").replace("<", "&lt;")
+    """A help text as a table cell; its line breaks (--preset's list) kept as <br>."""
+    return "<br>".join(
+        " ".join(line.split()).replace("|", "\\|").replace("*", "\\*").replace("<", "&lt;")
+        for line in text.splitlines()
+    )
 
 
 def _table(rows: list[dict]) -> list[str]:
@@ -165,6 +169,8 @@ def render() -> str:
         rows = _flags_of(command)
         lines += [f"## {command}", "", f"To {what} ([usage]({page})).", ""]
         if command == "nst-tf":
+            lines += ["### Presets", ""]
+            lines += _table([r for r in rows if r["name"] not in lifetimes])
             for lifetime, title in LIFETIMES:
                 lines += [f"### {title}", ""]
                 lines += _table([r for r in rows if lifetimes.get(r["name"]) == lifetime])

@@ -44,6 +44,8 @@ TF_FREE = (
     "nst_tf.model.weights",
     "nst_tf.model.torch_legacy",
     "nst_tf.settings.config",
+    "nst_tf.settings.presets",
+    "nst_tf.core.balance",
     "nst_tf.settings.fields",
     "nst_tf.settings.recipe",
     "nst_tf.settings.files",

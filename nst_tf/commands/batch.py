@@ -375,7 +375,7 @@ def main() -> None:
         sys.argv[0] = "nst-tf-batch"  # messages name the command, not this file
     # The nst-tf settings a batch takes, described once in nst_tf.settings.config; --help
     # lists them with the batch's own flags.
-    names = _BATCH_FLAGS + cli.define_flags(BATCH_SETTINGS)
+    names = _BATCH_FLAGS + cli.define_preset_flag() + cli.define_flags(BATCH_SETTINGS)
     for name in names:
         cli.FLAGS.register_key_flag_for_module(sys.argv[0], cli.FLAGS[name])
     app.run(_batch_main, flags_parser=_parse)

@@ -17,6 +17,7 @@ from absl import app, flags, logging
 
 from nst_tf.errors import ConfigError, Interrupted, NstError
 from nst_tf.io.paths import shown
+from nst_tf.settings import presets
 from nst_tf.settings.config import Config, validate
 from nst_tf.settings.fields import kind_of
 
@@ -92,9 +93,36 @@ def _floats(flag: str, values: list[str]) -> tuple[float, ...]:
         ) from None
 
 
+def define_preset_flag() -> tuple[str, ...]:
+    """Defines --preset (its help lists the presets); returns its name."""
+    flags.DEFINE_string("preset", None, presets.help_text())
+    return ("preset",)
+
+
+def _with_preset(values: dict, settings: type) -> dict:
+    """`values` with the --preset's settings in place of the defaults of the flags not
+    given explicitly (on the command line or in a flag file).
+
+    Raises:
+        ConfigError: the preset is unknown, or sets a setting this command has no flag
+            for (a 16-bit print for a video).
+    """
+    if "preset" not in FLAGS or FLAGS.preset is None or settings is not Config:
+        return values
+    foreign = [name for name in presets.preset_settings(FLAGS.preset) if name not in values]
+    if foreign:
+        raise ConfigError(
+            f"--preset={FLAGS.preset} is not for this command: it sets --{foreign[0]}, "
+            f"which this command does not have; choose another preset"
+        )
+    given = {name: value for name, value in values.items() if FLAGS[name].present}
+    return {**values, **presets.with_overrides(FLAGS.preset, given)}
+
+
 def config_from_flags(settings: type = Config):
     """Builds a Config (or another settings dataclass) from the parsed flags of the
-    settings this command has; the others keep their defaults."""
+    settings this command has; the others keep their defaults. With --preset, the
+    preset's settings replace the defaults of the flags not given explicitly."""
     values = {}
     for field in dataclasses.fields(settings):
         if field.name not in FLAGS:
@@ -103,6 +131,7 @@ def config_from_flags(settings: type = Config):
         if str(field.type) == "tuple[float, ...]":
             value = _floats(field.name, value)
         values[field.name] = value
+    values = _with_preset(values, settings)
     # Steps given on the command line are what the user wants at every scale.
     steps_given = any(name in FLAGS and FLAGS[name].present for name in ("steps", "coarse_steps"))
     has_schedule = "schedule" in {field.name for field in dataclasses.fields(settings)}
@@ -279,6 +308,7 @@ def _define_video_flags() -> tuple[str, ...]:
     shared = tuple(name for name in shared if name not in ("checkpoint_every", "resume"))
     return (
         tuple(name for name, *_ in _VIDEO_IO)
+        + define_preset_flag()
         + define_flags(shared)
         + define_flags(None, VideoSettings)
     )
@@ -299,7 +329,7 @@ def _video_main(argv: list[str]) -> int:
 
 def main() -> None:
     """Entry point of `nst-tf`."""
-    _run(_stylize_main, define_flags())
+    _run(_stylize_main, define_preset_flag() + define_flags())
 
 
 def export_main() -> None:

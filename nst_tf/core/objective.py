@@ -73,11 +73,14 @@ class Targets(NamedTuple):
         content: Content layer name -> activations of the content image [batch, h, w, C].
         styles: The style groups.
         temporal: For a video frame, the warped previous frame; else None.
+        style_weight: Scalar float32 tensor: the style term's weight for these targets
+            (calibrated by --style_strength), or None for the objective's "style" weight.
     """
 
     content: dict[str, tf.Tensor]
     styles: tuple[StyleGroup, ...]
     temporal: TemporalTarget | None = None
+    style_weight: tf.Tensor | None = None
 
 
 class Objective:
@@ -273,7 +276,9 @@ class Objective:
             "style": tf.reduce_sum(style),
             "tv": tf.reduce_sum(losses.total_variation_loss(image, norm)),
         }
-        w = self.weights
+        w = dict(self.weights)
+        if targets.style_weight is not None:
+            w["style"] = targets.style_weight
         terms["total"] = w["content"] * terms["content"] + w["style"] * terms["style"]
         terms["total"] += w["tv"] * terms["tv"]
         terms["weighted/content"] = w["content"] * terms["content"]
@@ -291,6 +296,23 @@ class Objective:
                 w["style"] * self.style_weights[name] * terms[f"style/{name}"]
             )
         return terms
+
+    def content_scale(self, targets: Targets) -> tf.Tensor:
+        """The content term of an image with no features (all activations zero): the
+        magnitude --style_strength measures the content term by."""
+        return tf.add_n(
+            [
+                weight
+                * tf.reduce_sum(
+                    losses.content_loss(
+                        targets.content[name],
+                        tf.zeros_like(targets.content[name]),
+                        self.normalization,
+                    )
+                )
+                for name, weight in self.content_weights.items()
+            ]
+        )
 
     def pack(self, terms: Mapping[str, tf.Tensor]) -> tf.Tensor:
         """The terms as one float32 vector in `term_names` order: one read per step."""

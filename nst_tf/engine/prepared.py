@@ -61,6 +61,8 @@ class Prepared:
         temporal: (warped previous frame [1, H, W, 3], weights [1, H, W, 1]) for a
             video frame's temporal loss, or None.
         measured: The style images' statistics measured beforehand, or None.
+        style_weight: The style weight --style_strength calibrated at the first scale
+            (a scalar tensor), or None until then and without the dial.
     """
 
     content: tf.Tensor
@@ -72,6 +74,7 @@ class Prepared:
     start: tf.Tensor | None = None
     temporal: tuple[tf.Tensor, tf.Tensor] | None = None
     measured: MeasuredStyle | None = None
+    style_weight: tf.Tensor | None = None
 
     def digests(self) -> dict:
         """The sha256 of each input's values by name (for the result's key record)."""

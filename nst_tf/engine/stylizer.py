@@ -11,14 +11,15 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from nst_tf.core import color
+from nst_tf.core import balance, color
 from nst_tf.core.objective import LayerStats, Objective, Targets, TemporalTarget
+from nst_tf.core.tiling import layer_shape
 from nst_tf.engine import checkpoints, memory
 from nst_tf.engine.optimize import OptimizerSettings
 from nst_tf.engine.prepared import (
@@ -37,7 +38,7 @@ from nst_tf.errors import ConfigError, Interrupted, NumericalError
 from nst_tf.io.images import scaled_shape
 from nst_tf.model.features import FeatureExtractor, resolve_xla
 from nst_tf.settings import keys
-from nst_tf.settings.config import Config, layer_downsampling, validate
+from nst_tf.settings.config import Config, layer_channels, layer_downsampling, validate
 
 
 class Stylizer:
@@ -188,27 +189,72 @@ class Stylizer:
         config = self.config
         height, width = scaled_shape(*inputs.content.shape[1:3], size)
         self._check_size(size, (height, width))
-        features = self._content_features(resize_images(inputs.content, height, width))
+        content = resize_images(inputs.content, height, width)
+        features = self._content_features(content)
         content_targets = {name: features[name] for name in self.objective.content_weights}
         temporal = self._temporal(inputs, (height, width))
         if inputs.fixed is not None:
-            return Targets(content_targets, inputs.fixed, temporal)
-        if inputs.measured is not None:
-            stats = [
-                {name: LayerStats(*map(_constant, layer)) for name, layer in image.items()}
-                for image in inputs.measured.at(size)
-            ]
+            targets = Targets(content_targets, inputs.fixed, temporal)
         else:
-            stats = self._style_statistics(inputs.styles, size)
-        return Targets(
-            content_targets,
-            self.objective.style_groups(
+            if inputs.measured is not None:
+                stats = [
+                    {name: LayerStats(*map(_constant, layer)) for name, layer in image.items()}
+                    for image in inputs.measured.at(size)
+                ]
+            else:
+                stats = self._style_statistics(inputs.styles, size)
+            groups = self.objective.style_groups(
                 stats,
                 config.blend_weights(len(stats)),
                 layer_masks(inputs.masks, (height, width), self.objective.style_weights),
-            ),
-            temporal,
+            )
+            targets = Targets(content_targets, groups, temporal)
+        if config.style_strength is None:
+            return targets
+        if inputs.style_weight is None:  # the run's first scale
+            inputs.style_weight = self.calibrate(content, features, targets)
+        return targets._replace(style_weight=inputs.style_weight)
+
+    def calibrate(
+        self, content: tf.Tensor, features: Mapping[str, tf.Tensor], targets: Targets
+    ) -> tf.Tensor:
+        """The style weight of config.style_strength for these targets (see core.balance).
+
+        Measured on the content photo at this scale: its style term (the style gap) and the
+        content term of a featureless image, from the features already computed for the
+        content targets; one read to the host, no compiled step.
+
+        Args:
+            content: The content photo at this scale, [batch, H, W, 3].
+            features: Its activations (at least the content layers).
+            targets: The targets at this scale.
+
+        Returns:
+            The calibrated style weight, a scalar float32 tensor.
+        """
+        if all(name in features for name in self.objective.style_weights):
+            generated = self.objective.generated_statistics(features, targets)
+        else:  # tiled: only the content layers were stitched (masks are not applied)
+            generated = (self._image_statistics(content),) * len(targets.styles)
+        batch, height, width = content.shape[:3]
+        shapes = {
+            name: layer_shape(batch, height, width, name, layer_channels(name))
+            for name in self.objective.style_weights
+        }
+        zero = {name: tf.zeros(batch) for name in self.objective.content_weights}
+        terms = self.objective.terms(content, None, targets, generated, zero, shapes)
+        gap, scale = self.read(tf.stack([terms["style"], self.objective.content_scale(targets)]))
+        weight = balance.calibrated_style_weight(
+            self.config.style_strength, self.config.content_weight, float(gap), float(scale)
         )
+        logging.info(
+            "style strength %g: style weight %.3g (style gap %.3g, content scale %.3g)",
+            self.config.style_strength,
+            weight,
+            gap,
+            scale,
+        )
+        return tf.constant(weight, tf.float32)
 
     def _temporal(self, inputs: Prepared, shape: tuple[int, int]) -> TemporalTarget | None:
         """The temporal target at this scale's shape; zero weights when there is none
@@ -348,6 +394,8 @@ class Stylizer:
             [p for p, n in zip(pixels, steps, strict=True) for _ in range(n)],
             schedule,
         )
+        if self.config.style_strength is not None and run.position.scale > 0:
+            self.targets(inputs, sizes[0])  # a resumed run calibrates on the first scale too
         image = None
         for scale in range(run.position.scale, len(sizes)):
             image = self._stylize_scale(inputs, run, scale, sizes, steps, image, callbacks)

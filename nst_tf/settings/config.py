@@ -35,6 +35,7 @@ from nst_tf.settings.fields import (  # noqa: F401  (re-exported for the command
     settings_of,
 )
 from nst_tf.settings.files import InputFiles, OutputFiles, split_paths
+from nst_tf.settings.presets import with_overrides
 from nst_tf.settings.recipe import (  # noqa: F401  (re-exported)
     INIT_KEYWORDS,
     LARGE_SCALE,
@@ -80,6 +81,12 @@ class Config(Runtime, OutputFiles, InputFiles, Recipe):
             if isinstance(value, str):
                 value = split_paths(value) if field.name == "style_mask" else split_list(value)
             setattr(self, field.name, tuple(value))
+
+    @classmethod
+    def from_preset(cls, name: str, **settings) -> Config:
+        """The settings of preset `name` (see nst_tf.settings.presets), with `settings`
+        given explicitly on top: Config.from_preset("fast", size=100)."""
+        return cls(**with_overrides(name, settings))
 
     def to_dict(self) -> dict:
         """A JSON-friendly copy of the settings."""
@@ -141,6 +148,20 @@ def _check_weight(flag: str, value: float) -> None:
         raise ConfigError(f"--{flag} must be a finite number >= 0, got {_shown(value)}")
 
 
+def _check_strength(config: Config) -> None:
+    """--style_strength: in 0..100, and not together with --style_weight."""
+    strength = config.style_strength
+    if strength is None:
+        return
+    if isinstance(strength, bool) or not math.isfinite(strength) or not 0 <= strength <= 100:
+        raise ConfigError(f"--style_strength must be in 0..100, got {_shown(strength)}")
+    if config.style_weight != Config.style_weight:
+        raise ConfigError(
+            "--style_strength sets the style weight itself: give --style_strength or "
+            "--style_weight, not both"
+        )
+
+
 def validate(config: Config) -> Config:
     """Checks settings that need no file access and returns the config unchanged.
 
@@ -183,6 +204,7 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"--adam_beta2 must be in [0, 1), got {config.adam_beta2}")
     for flag in ("content_weight", "style_weight", "tv_weight"):
         _check_weight(flag, getattr(config, flag))
+    _check_strength(config)
     _check_layers("content_layers", config.content_layers)
     _check_layers("style_layers", config.style_layers)
     if config.style_layer_weights:

@@ -50,6 +50,12 @@ class Recipe:
     )
     content_weight: float = setting(1.0, "Weight of the content loss.")
     style_weight: float = setting(1e-3, "Weight of the (layer-weighted) style loss.")
+    style_strength: float | None = setting(
+        None,
+        "How strong the style is, the same look whatever the style image, loss, layers or "
+        "size: 0 the photo, 1 the default balance, 2 stronger; sets the style weight from "
+        "the terms measured on the photo at the first scale (instead of --style_weight).",
+    )
     tv_weight: float = setting(0.0, "Weight of the total-variation loss.")
     content_layers: tuple[str, ...] = setting(
         ("block4_conv2",), "VGG19 layers whose activations carry the content."
