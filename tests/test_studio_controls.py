@@ -20,7 +20,8 @@ FIELDS = {field.name: field for field in dataclasses.fields(Config)}
 def test_the_advanced_panel_is_made_from_the_settings():
     controls = {control.name: control for control in advanced_controls()}
     recipe = {name for name, f in FIELDS.items() if f.metadata["lifetime"] == RECIPE}
-    assert recipe - set(controls) <= {"size", "style_blend_weights", "checkpoint_every"}
+    main_panel = {"size", "style_blend_weights", "style_strength", "checkpoint_every"}
+    assert recipe - set(controls) <= main_panel
     for name, control in controls.items():
         assert control.help == FIELDS[name].metadata["help"]
     assert controls["optimizer"].kind == "choice"
