@@ -66,6 +66,7 @@ TF_FREE = (
     "nst_tf.io.export",
     "nst_tf.commands.preflight",
     "nst_tf.commands.cli",
+    "nst_tf.commands.model_run",
     "nst_tf.commands.jobs",
     "nst_tf.commands.records",
     "nst_tf.commands.work",

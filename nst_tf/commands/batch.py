@@ -68,6 +68,8 @@ _NOT_FOR_BATCH = {
     "save_every": "a batch writes each photo's result once, when it is done",
     "log_every": "workers print no progress lines; the progress bar and the sidecars do",
     "memory_limit": "each worker's memory is --memory_per_worker",
+    "model": "a trained model is not yet supported by nst-tf-batch; run nst-tf --model per photo",
+    "refine_steps": "a trained model is not yet supported by nst-tf-batch",
 }
 BATCH_SETTINGS = tuple(
     field.name for field in dataclasses.fields(Config) if field.name not in _NOT_FOR_BATCH

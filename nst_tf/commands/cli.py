@@ -233,7 +233,8 @@ def _stylize_main(argv: list[str]) -> int:
 
         ours = FLAGS.get_flags_for_module(sys.modules[__name__])
         flag_text = "\n".join(text for text in (f.serialize() for f in ours) if text)
-        stylize(config_from_flags(), flags=flag_text)
+        given = {f.name for f in ours if f.present}
+        stylize(config_from_flags(), flags=flag_text, given=given)
 
     return _guarded(body)
 
@@ -305,7 +306,9 @@ def _define_video_flags() -> tuple[str, ...]:
     for name, default, help_text in _VIDEO_IO:
         _define(name, default, help_text, str)
     shared = tuple(Config().of(RECIPE, RUNTIME)) + _VIDEO_SHARED
-    shared = tuple(name for name in shared if name not in ("checkpoint_every", "resume"))
+    # A trained model (--model, --refine_steps) is not yet supported for videos.
+    skipped = ("checkpoint_every", "resume", "refine_steps")
+    shared = tuple(name for name in shared if name not in skipped)
     return (
         tuple(name for name, *_ in _VIDEO_IO)
         + define_preset_flag()

@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import numpy as np
 from absl import logging
@@ -99,7 +99,12 @@ class SignalGuard:
             raise Interrupted(self.received, progress.step)
 
 
-def stylize(config: Config, flags: str = "", callbacks: Sequence[Callable] = ()) -> RunResult:
+def stylize(
+    config: Config,
+    flags: str = "",
+    callbacks: Sequence[Callable] = (),
+    given: Collection[str] | None = None,
+) -> RunResult:
     """Runs style transfer as configured and writes the output image atomically.
 
     Checkpoints go to config.checkpoint_dir, by default beside the output (out.ckpt/).
@@ -112,6 +117,8 @@ def stylize(config: Config, flags: str = "", callbacks: Sequence[Callable] = ())
         flags: The command line's flags as text, logged to TensorBoard.
         callbacks: More step callbacks (after the built-in ones), each called with the
             Progress of every step; one may stop the run by raising Interrupted.
+        given: The settings given on the command line (with --model, each is checked
+            against the model's recipe); None: those that differ from their defaults.
 
     Returns:
         A RunResult with the image, output path, final losses and timing.
@@ -120,6 +127,12 @@ def stylize(config: Config, flags: str = "", callbacks: Sequence[Callable] = ())
         NstError: for any problem with the settings, inputs, weights or output path.
         Interrupted: the run was stopped by a signal.
     """
+    if config.model:  # a trained network instead of the optimisation
+        from nst_tf.commands.model_run import (  # pylint: disable=import-outside-toplevel
+            stylize_with_model_dir,
+        )
+
+        return stylize_with_model_dir(config, given, callbacks)
     start = time.perf_counter()
     config, style_folders = preflight.check_settings(config)
     if config.resume and not config.checkpoint_every:

@@ -268,9 +268,11 @@ def validate(config: Config) -> Config:
             raise ConfigError("--style_mask works with --style images and the Gram style loss")
     if config.style_targets and config.style_loss != "gram":
         raise ConfigError("--style_targets holds Gram matrices: use --style_loss=gram")
-    for flag in ("snapshot_every", "log_every", "save_every", "checkpoint_every"):
+    for flag in ("snapshot_every", "log_every", "save_every", "checkpoint_every", "refine_steps"):
         if getattr(config, flag) < 0:
             raise ConfigError(f"--{flag} must be >= 0, got {getattr(config, flag)}")
+    if config.refine_steps and not config.model:
+        raise ConfigError("--refine_steps refines a trained network's output: give --model too")
     if not config.output:
         raise ConfigError("--output is empty: give the path of the image to write")
     if config.style and config.style_targets:

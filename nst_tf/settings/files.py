@@ -51,6 +51,12 @@ class InputFiles:
         "Gram targets (.npz) from nst-tf-export --targets_out, used instead of --style.",
         path=True,
     )
+    model: str | None = setting(
+        None,
+        "A trained stylizer (the MODEL_DIR nst-tf-train wrote): one forward pass of its "
+        "network instead of the optimisation; --style is then not needed.",
+        path=True,
+    )
     style_mask: tuple[str, ...] = setting(
         (),
         "One grayscale mask per --style entry, comma-separated as --style: where in the "

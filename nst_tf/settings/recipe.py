@@ -123,6 +123,11 @@ class Recipe:
         "the picture); fixed runs --steps/--coarse_steps at every scale.",
         choices=SCHEDULES,
     )
+    refine_steps: int = setting(
+        0,
+        "With --model: optimiser steps at the final scale from the network's output "
+        "(needs --style, the model's); 0: the network's output as it is.",
+    )
 
     @property
     def layers(self) -> tuple[str, ...]:
