@@ -261,9 +261,14 @@ def write_page(started, load, args, curves, speeds, rows, best) -> None:
         "Training set: 12 tiles of `boston.jpg` (a 5176x3464 photo cut into a 4x3 grid, each "
         "fitted to 512 px); held out, never trained on: `tubingen.jpg` and nst_tf's sample "
         "photo. Style: `starry_night_google.jpg`. Recipe: nst-tf-train's defaults (the "
-        f"stylisation's default objective at `--size=512`, batch 4, Adam at 1e-3) but "
-        f"{args.crop_size} px crops (the default is 256: a quarter of the pixels per step, so "
-        "that the short budget holds more steps), trained for "
+        "stylisation's default objective at `--size=512`, batch 4, Adam at 1e-3)"
+        + (
+            ""
+            if args.crop_size == 256
+            else f" but {args.crop_size} px crops (the default is 256; fewer pixels per "
+            "step, so that the short budget holds more steps)"
+        )
+        + ", trained for "
         f"{args.minutes:g} minutes of steps per network size.",
         "",
         "## Held-out loss during training",
