@@ -141,10 +141,15 @@ def build(studio: Studio) -> gr.Blocks:
                 strength = gr.Slider(
                     0.0,
                     3.0,
-                    value=strength_field.default if strength_field else 1.0,
+                    # 1 is the default balance: the run keeps --style_weight (the dial
+                    # calibrates only when moved away from 1).
+                    value=1.0,
                     step=0.05,
                     label="Style strength",
-                    info=strength_field.metadata["help"] if strength_field else "",
+                    info=(
+                        "1 keeps the default style weight; other values set "
+                        "--style_strength (0 = the photo, above 1 stronger)"
+                    ),
                     elem_id="strength",
                     visible=strength_field is not None,
                 )
@@ -241,7 +246,7 @@ def build(studio: Studio) -> gr.Blocks:
             if data[model] != NO_MODEL:
                 return {"model": data[model], "size": data[size]}
             values["style_blend_weights"] = data[blend]
-            if strength_field is not None:
+            if strength_field is not None and data[strength] not in (None, 1.0):
                 values["style_strength"] = data[strength]
             return values
 
