@@ -22,27 +22,12 @@ from nst_tf.errors import ConfigError, Interrupted, ModelError, NumericalError
 from nst_tf.io import images, model_dir, paths
 from nst_tf.model import weights
 from nst_tf.settings.config import Config, validate
+from nst_tf.settings.training import OBJECTIVE_SETTINGS
 
 # The settings that define a trained network's objective: given on the command line,
 # each must equal the model's (the network cannot follow another); when refining, the
 # ones not given are the model's.
-MODEL_RECIPE = (
-    "content_weight",
-    "style_weight",
-    "tv_weight",
-    "content_layers",
-    "style_layers",
-    "style_layer_weights",
-    "style_layer_weight_exp",
-    "content_layer_weights",
-    "style_blend_weights",
-    "style_scale",
-    "normalization",
-    "pooling",
-    "style_loss",
-    "preserve_color",
-    "color_space",
-)
+MODEL_RECIPE = OBJECTIVE_SETTINGS
 # Settings that have no meaning with --model: the network makes the start image, and a
 # forward pass has nothing to resume.
 _NOT_WITH_MODEL = ("style_targets", "style_mask", "init", "resume")

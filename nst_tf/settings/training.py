@@ -35,12 +35,9 @@ def _from_config(name: str):
     return dataclasses.field(default=field.default, metadata=field.metadata)
 
 
-# The Config settings a training run takes, with Config's meaning. --size is the side
-# the network is trained for: photos are scaled to it before cropping, and the style
-# is measured at it (times --style_scale), as the optimiser would.
-CONFIG_SETTINGS = (
-    "style",
-    "size",
+# The settings a trained network's objective is made of: a model's recipe holds them, and
+# `nst-tf --model` checks the ones given against it (commands/model_run.py).
+OBJECTIVE_SETTINGS = (
     "content_weight",
     "style_weight",
     "tv_weight",
@@ -56,10 +53,11 @@ CONFIG_SETTINGS = (
     "style_loss",
     "preserve_color",
     "color_space",
-    "precision",
-    "vgg_weights",
-    "logdir",
 )
+# The Config settings a training run takes, with Config's meaning. --size is the side
+# the network is trained for: photos are scaled to it before cropping, and the style
+# is measured at it (times --style_scale), as the optimiser would.
+CONFIG_SETTINGS = ("style", "size", *OBJECTIVE_SETTINGS, "precision", "vgg_weights", "logdir")
 
 # Above this many residual blocks or this width, a network costs more than it can learn
 # on a CPU; the bounds also keep a typo (--width=3200) from allocating gigabytes.
