@@ -24,7 +24,7 @@ from absl import logging
 from nst_tf.commands.jobs import Job, Outcome, Photo
 from nst_tf.errors import NstError, OutputError
 from nst_tf.io import images
-from nst_tf.io.paths import open_regular, shown
+from nst_tf.io.paths import read_json_object, shown
 
 # The key and value every record we write carries: a NAME.json without it is not ours,
 # and is refused rather than replaced (see check_ours).
@@ -36,11 +36,10 @@ TEMP_TAG = "batch-"
 def read_record(path: str) -> dict | None:
     """A sidecar or error record of ours, or None if missing, unreadable or foreign."""
     try:
-        with open_regular(path, NstError) as f:
-            record = json.loads(f.read(1 << 20).decode("utf-8"))
-    except (OSError, ValueError, NstError):
+        record = read_json_object(path, NstError, 1 << 20)
+    except (OSError, NstError):
         return None
-    if not isinstance(record, dict) or record.get(RECORD_MARKER[0]) != RECORD_MARKER[1]:
+    if record is None or record.get(RECORD_MARKER[0]) != RECORD_MARKER[1]:
         return None
     return record
 

@@ -27,7 +27,7 @@ from nst_tf.core.flow import temporal_target
 from nst_tf.errors import ConfigError, ImageError, Interrupted, OutputError
 from nst_tf.io import images
 from nst_tf.io.clips import VIDEO_EXTENSIONS, content_key, open_clip, write_video
-from nst_tf.io.paths import file_sha256, open_regular, shown
+from nst_tf.io.paths import file_sha256, read_json_object, shown
 from nst_tf.model.weights import find_weights
 from nst_tf.settings import keys
 from nst_tf.settings.config import INIT_KEYWORDS, INPUT, RECIPE, Config, settings_of
@@ -89,15 +89,8 @@ def check_work_dir(work: str, recipe: str | None = None) -> dict:
                 "give another --output"
             )
         return {}
-    with open_regular(marker, OutputError) as f:
-        data = f.read(_MAX_MARKER_BYTES + 1)
-    try:
-        saved = json.loads(data.decode("utf-8")) if len(data) <= _MAX_MARKER_BYTES else None
-    except (ValueError, UnicodeDecodeError):
-        saved = None
-    if not isinstance(saved, dict) or not all(
-        isinstance(saved.get(key), str) for key in ("key", "input_sha256")
-    ):
+    saved = read_json_object(marker, OutputError, _MAX_MARKER_BYTES)
+    if saved is None or not all(isinstance(saved.get(key), str) for key in ("key", "input_sha256")):
         raise OutputError(
             f"{shown(marker)} is not the marker nst_tf writes; move {shown(work)} away, or "
             "give another --output"

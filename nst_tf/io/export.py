@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING
 
 from nst_tf.errors import OutputError
 from nst_tf.io.images import check_output_path, load_image
-from nst_tf.io.paths import Written, check_no_overlap, check_writable_directory, open_regular, shown
+from nst_tf.io.paths import (
+    Written,
+    check_no_overlap,
+    check_writable_directory,
+    read_json_object,
+    shown,
+)
 from nst_tf.io.targets import StyleTargets
 from nst_tf.model.vgg19 import layer_downsampling
 from nst_tf.model.weights import find_weights
@@ -133,15 +139,8 @@ def read_metadata(export_dir: str) -> dict:
             f"{label} is a SavedModel without an {METADATA_FILE} description: not an nst_tf "
             "export, or one made before nst_tf 0.x wrote it; re-export it"
         )
-    with open_regular(path, OutputError) as f:
-        data = f.read(_MAX_METADATA_BYTES + 1)
-    try:
-        if len(data) > _MAX_METADATA_BYTES:
-            raise ValueError("too large")
-        description = json.loads(data.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        description = None
-    if not isinstance(description, dict):
+    description = read_json_object(path, OutputError, _MAX_METADATA_BYTES)
+    if description is None:
         raise OutputError(f"{shown(path)} is not an nst_tf description; re-export {label}")
     return description
 

@@ -25,7 +25,7 @@ import secrets
 import shutil
 
 from nst_tf.errors import ModelError, OutputError
-from nst_tf.io.paths import check_writable_directory, open_regular, shown
+from nst_tf.io.paths import check_writable_directory, open_regular, read_json_object, shown
 from nst_tf.version import __version__
 
 FORMAT = "nst_tf_model"
@@ -125,15 +125,8 @@ def read_model_metadata(path: str) -> dict:
                 "(it was not loaded)"
             )
         raise ModelError(f"{label} holds no {METADATA_FILE}: not an nst_tf model")
-    with open_regular(meta_path, ModelError) as f:
-        data = f.read(_MAX_METADATA_BYTES + 1)
-    try:
-        if len(data) > _MAX_METADATA_BYTES:
-            raise ValueError("too large")
-        meta = json.loads(data.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        meta = None
-    if not isinstance(meta, dict):
+    meta = read_json_object(meta_path, ModelError, _MAX_METADATA_BYTES)
+    if meta is None:
         raise ModelError(f"{shown(meta_path)} is not an nst_tf model description (not JSON)")
     return _check_schema(meta, label)
 

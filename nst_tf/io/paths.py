@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import hashlib
+import json
 import os
 import re
 import secrets
@@ -106,6 +107,32 @@ def open_regular(path: str, error: type[NstError], label: str | None = None):
     if hasattr(os, "set_blocking"):
         os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
+
+
+def read_json_object(path: str, error: type[NstError], limit: int) -> dict | None:
+    """A small JSON object from a regular file, read as data and bounded.
+
+    Args:
+        path: The file.
+        error: What to raise when it cannot be opened (see open_regular).
+        limit: The most bytes it may hold.
+
+    Returns:
+        The object; None when the file is larger than `limit`, is not UTF-8 JSON, nests
+        too deeply, or holds something other than an object.
+
+    Raises:
+        `error`: the file is missing, not a regular file, or unreadable.
+    """
+    with open_regular(path, error) as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        return None
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 @dataclasses.dataclass(frozen=True)
