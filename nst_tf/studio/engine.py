@@ -457,13 +457,7 @@ class Studio:
             except Exception as err:  # noqa: BLE001 - the page must hear of any failure
                 logging.exception("job %d failed", job.id)
                 state, message = FAILED, f"{type(err).__name__}: {err}"
-            if job.image is not None:
-                try:
-                    self._export(job, state)
-                except NstError as err:
-                    state, message = FAILED, f"the result could not be written: {err}"
-            # Last: whoever watches sees the job finished only with its files in place.
-            job.message, job.state = message, state
+            self._finish(job, state, message)
 
     def _apply(self, job: Job) -> None:
         """A trained model's job: one pass of its network over the photo at the size."""
@@ -474,9 +468,13 @@ class Studio:
             job.state, job.total = RUNNING, 1
             start = time.perf_counter()
             try:
+                # One pass as nst-tf --model makes it (sides reflected to the network's
+                # grid, so the studio and the command give the same pixels).
+                from nst_tf.engine.feedforward import stylize_with_model  # pylint: disable=C0415
+
                 net = self._net(job.model)
                 photo = images.load_image(job.config.content, size=job.config.size)
-                job.image = net(photo[None]).numpy()[0].astype(np.float32)
+                job.image = stylize_with_model(net, photo)
                 job.step, job.size = 1, job.config.size
                 state, message = DONE, f"in {time.perf_counter() - start:.1f} s"
             except NstError as err:
@@ -484,12 +482,17 @@ class Studio:
             except Exception as err:  # noqa: BLE001 - the page must hear of any failure
                 logging.exception("job %d failed", job.id)
                 state, message = FAILED, f"{type(err).__name__}: {err}"
-            if job.image is not None:
-                try:
-                    self._export(job, state)
-                except NstError as err:
-                    state, message = FAILED, f"the result could not be written: {err}"
-            job.message, job.state = message, state
+            self._finish(job, state, message)
+
+    def _finish(self, job: Job, state: str, message: str) -> None:
+        """Writes the job's result (if it has one) and only then says it has ended."""
+        if job.image is not None:
+            try:
+                self._export(job, state)
+            except NstError as err:
+                state, message = FAILED, f"the result could not be written: {err}"
+        # Last: whoever watches sees the job finished only with its files in place.
+        job.message, job.state = message, state
 
     def _net(self, model: str):
         """The model's network, loaded once (its weights checked against its sha256)."""
