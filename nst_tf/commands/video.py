@@ -307,15 +307,14 @@ def run_video(config: Config, settings: VideoSettings, input_path: str, output: 
     """
     from nst_tf.commands import preflight  # pylint: disable=import-outside-toplevel
     from nst_tf.io.paths import Written, check_no_overlap, check_writable_directory
-    from nst_tf.settings.config import validate  # pylint: disable=import-outside-toplevel
 
     if not input_path or not output:
         raise ConfigError("give --input=CLIP.mp4|FRAMES_DIR and --output=OUT.mp4|OUT_DIR")
     settings.validate()
-    config = validate(dataclasses.replace(config, checkpoint_every=0))
+    config, style_folders = preflight.check_settings(
+        dataclasses.replace(config, checkpoint_every=0)
+    )
     check_video_config(config)
-    style_folders = [entry for entry in config.style_paths() if os.path.isdir(entry)]
-    config = preflight.expand_styles(config)
     clip = open_clip(input_path)
     total = clip.taken(settings.start, settings.frames)
     source = find_weights(config.vgg_weights)
