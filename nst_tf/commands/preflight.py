@@ -56,14 +56,12 @@ def read_style(
     Raises:
         NstError: an input cannot be read, or the targets do not suit the run.
     """
-    if not content:
-        config = dataclasses.replace(config, content=None)
-    photo, style, init = load_inputs(config)
+    photo, style, init = load_inputs(config, content=content)
     if isinstance(style, StyleTargets):
         check_compatible(
             style, config.style_layers, config.normalization, source.sha256, config.pooling
         )
-    return (photo if content else None), style, init, load_masks(config)
+    return photo, style, init, load_masks(config)
 
 
 def expand_styles(config: Config) -> Config:
@@ -109,16 +107,23 @@ def load_masks(config: Config) -> list[np.ndarray] | None:
 
 
 def load_inputs(
-    config: Config,
-) -> tuple[np.ndarray, list[np.ndarray] | StyleTargets, np.ndarray | None]:
+    config: Config, content: bool = True
+) -> tuple[np.ndarray | None, list[np.ndarray] | StyleTargets, np.ndarray | None]:
     """Reads the content, style (images or targets file) and init image of the config.
 
     Missing --content/--style select the built-in samples. Images larger than twice the
     output size (times the style scale) are downscaled on load, so a huge photo does not
     cost memory for nothing.
+
+    Args:
+        config: The checked settings.
+        content: Whether to read the content (None in its place otherwise: batch and
+            video read theirs per photo or frame).
     """
     limit = 2 * config.size
-    content = images.load_image(config.content or images.sample_path("content"), limit=limit)
+    photo = None
+    if content:
+        photo = images.load_image(config.content or images.sample_path("content"), limit=limit)
     if config.style_targets:
         style = load_style_targets(config.style_targets)
     else:
@@ -130,7 +135,7 @@ def load_inputs(
     init = None
     if config.init not in INIT_KEYWORDS:
         init = images.load_image(config.init, limit=limit)
-    return content, style, init
+    return photo, style, init
 
 
 def check_run_paths(config: Config, style_folders: list[str], weights_path: str | None) -> None:
