@@ -4,7 +4,7 @@ A preset is a starting point, not a mode: it is a mapping of setting names to va
 every setting given explicitly (a flag, a flag file, a keyword) wins over the preset's.
 The values were chosen by measuring small runs (docs/presets.md says what was measured).
 This module is TF-free and holds data only; the settings' checks apply to its values as to
-any other (tests/test_presets.py validates every preset).
+any other (tests/settings/test_presets.py validates every preset).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ The results of these small runs depend on the CPU's instruction set: a rounding
 difference in a convolution grows over a few optimiser steps (Adam's first steps move a
 pixel by about the learning rate whatever the size of its gradient). So the references
 are made, and compared, with oneDNN held to one instruction set (see
-tests/test_reference.py). reference_eab8997_<isa>.npz were made with this script at
+tests/engine/test_reference.py). reference_eab8997_<isa>.npz were made with this script at
 commit eab8997, before the Stylizer, from a `git archive eab8997` on PYTHONPATH.
 """
 

@@ -4,7 +4,7 @@ Ray runs in subprocesses, on loopback only. This process becomes a child subreap
 while a Ray test runs, so every process a test starts (Ray daemonises its own) stays
 in this process's tree: the tests find them there, check they are gone, and end any
 that remain by their ids. `ray stop`, which ends every Ray process it can see, is run only
-inside a PID namespace of its own (tests/test_batch_ray.py).
+inside a PID namespace of its own (tests/commands/test_batch_ray.py).
 """
 
 import collections
@@ -25,7 +25,7 @@ from PIL import Image
 from nst_tf.commands import jobs, records, work
 from nst_tf.settings.config import Config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # A network cut at block2 and Adam (L-BFGS compiles more per shape) keep each run short;
 # the result-changing flags of nst-tf.
 SETTINGS = [

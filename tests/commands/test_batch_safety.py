@@ -25,7 +25,7 @@ from test_batch import (
     processes,  # noqa: F401 - the subreaper fixture
 )
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SETTINGS = [
     "--size=32",
     "--min_size=0",

@@ -20,7 +20,7 @@ import pytest
 
 from nst_tf.model.features import cpu_flags
 
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
 sys.path.insert(0, DATA)
 
 from reference_cases import CASES  # noqa: E402
