@@ -67,6 +67,8 @@ TF_FREE = (
     "nst_tf.commands.preflight",
     "nst_tf.commands.cli",
     "nst_tf.commands.model_run",
+    "nst_tf.commands.model_batch",
+    "nst_tf.engine.forward_memory",
     "nst_tf.commands.jobs",
     "nst_tf.commands.records",
     "nst_tf.commands.work",

@@ -18,12 +18,13 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Collection
 
 from absl import app, flags, logging
 
-from nst_tf.commands import cli, jobs, raycluster, raypool, records
+from nst_tf.commands import cli, jobs, model_batch, model_run, raycluster, raypool, records
 from nst_tf.errors import ConfigError, NstError
-from nst_tf.settings.config import INIT_KEYWORDS, Config
+from nst_tf.settings.config import INIT_KEYWORDS, Config, validate
 
 flags.DEFINE_string("inputs", None, "Photos: a folder, a glob pattern, or a .txt list of paths.")
 flags.DEFINE_string("output_dir", None, "Where NAME.png/.jpg, NAME.json (sidecar) are written.")
@@ -68,8 +69,6 @@ _NOT_FOR_BATCH = {
     "save_every": "a batch writes each photo's result once, when it is done",
     "log_every": "workers print no progress lines; the progress bar and the sidecars do",
     "memory_limit": "each worker's memory is --memory_per_worker",
-    "model": "a trained model is not yet supported by nst-tf-batch; run nst-tf --model per photo",
-    "refine_steps": "a trained model is not yet supported by nst-tf-batch",
 }
 BATCH_SETTINGS = tuple(
     field.name for field in dataclasses.fields(Config) if field.name not in _NOT_FOR_BATCH
@@ -132,13 +131,18 @@ def check_options(options: BatchOptions) -> None:
         raise ConfigError(f"--format={options.fmt!r} is unknown; choose {', '.join(jobs.FORMATS)}")
 
 
-def run_batch(config: Config, options: BatchOptions) -> jobs.Summary:
-    """Stylises every photo of options.inputs that is not done yet, with one style.
+def run_batch(
+    config: Config, options: BatchOptions, given: Collection[str] | None = None
+) -> jobs.Summary:
+    """Stylises every photo of options.inputs that is not done yet, with one style, or
+    with the trained network of config.model (commands.model_batch).
 
     Args:
         config: The stylisation settings (content, output, checkpoints, trace and
             snapshots to files unused; memory_limit is the worker's memory).
         options: Where the photos are and how to run.
+        given: The settings given on the command line (with --model, each is checked
+            against the model's recipe); None: those that differ from their defaults.
 
     Returns:
         The tally: done, skipped, failed (with reasons), timing.
@@ -153,6 +157,8 @@ def run_batch(config: Config, options: BatchOptions) -> jobs.Summary:
     from nst_tf.model import weights  # pylint: disable=import-outside-toplevel
 
     check_options(options)
+    if given is None:
+        given = model_run.given_settings(validate(config))
     config = dataclasses.replace(
         config, content=None, checkpoint_every=0, checkpoint_dir=None, resume=False, trace=None
     )
@@ -169,27 +175,35 @@ def run_batch(config: Config, options: BatchOptions) -> jobs.Summary:
     records.check_output_dir(options.output_dir, paths)
     if config.logdir:
         records.check_output_dir(config.logdir, (), flag="logdir")
-    # Each worker finds the weights as this driver does (every node has the same set-up);
-    # their sha256 enters the key.
-    source = weights.find_weights(config.vgg_weights)
-    _, style, init, masks = preflight.read_style(config, source, content=False)
-    if isinstance(style, StyleTargets):
-        style = style.grams
     per_worker = options.memory_per_worker
-    memory_bytes = (
-        per_worker * 1e9 if per_worker else memory.estimated_peak_bytes(*(config.size,) * 2, config)
-    )
+    if config.model:
+        plan = model_batch.plan_model(config, given)
+        config, style, masks, init = plan.config, plan.style, None, None
+        weights_sha256, reads = plan.weights_sha256, list(plan.reads)
+        memory_bytes = per_worker * 1e9 if per_worker else model_batch.memory_estimate(plan)
+        digest = model_batch.model_digest(plan, options.fmt)
+    else:
+        # Each worker finds the weights as this driver does (every node has the same
+        # set-up); their sha256 enters the key.
+        source = weights.find_weights(config.vgg_weights)
+        weights_sha256 = source.sha256
+        _, style, init, masks = preflight.read_style(config, source, content=False)
+        if isinstance(style, StyleTargets):
+            style = style.grams
+        estimate = memory.estimated_peak_bytes(config.size, config.size, config)
+        memory_bytes = per_worker * 1e9 if per_worker else estimate
+        digest = jobs.job_digest(config, options.fmt, weights_sha256)
+        init_path = [] if config.init in INIT_KEYWORDS else [config.init]
+        reads = [*config.style_paths(), *config.style_mask, config.style_targets, *init_path]
     # A worker plans its scales (whole or tiled) in the memory it reserves, as nst-tf
     # does in --memory_limit; the memory does not change a result, nor the key.
     config = dataclasses.replace(config, memory_limit=memory_bytes / 1e9)
     job = jobs.Job(
-        config, os.path.abspath(options.output_dir), options.fmt, memory_bytes, source.sha256
+        config, os.path.abspath(options.output_dir), options.fmt, memory_bytes, weights_sha256
     )
-    photos = jobs.plan(job, paths, jobs.job_digest(config, options.fmt, source.sha256))
-    init_path = [] if config.init in INIT_KEYWORDS else [config.init]
-    reads = [*config.style_paths(), *config.style_mask, config.style_targets, *init_path]
+    photos = jobs.plan(job, paths, digest)
     records.check_ours(job, photos, reads)
-    if per_worker:
+    if per_worker and not config.model:
         # No photo would fit, even tiled: say so now rather than fail each one on a worker.
         needs = [memory.smallest_budget(*p.shape, config) for p in photos if p.shape]
         if needs and min(needs) > memory_bytes:
@@ -212,7 +226,7 @@ def run_batch(config: Config, options: BatchOptions) -> jobs.Summary:
             todo.append(photo)
     if not todo and not os.path.isdir(job.output_dir):
         return summary
-    created = _missing_dirs(job.output_dir)
+    created = records.missing_dirs(job.output_dir)
     os.makedirs(job.output_dir, exist_ok=True)
     try:
         with records.exclusive(job.output_dir):  # one batch per output directory
@@ -229,16 +243,6 @@ def run_batch(config: Config, options: BatchOptions) -> jobs.Summary:
                 break
         raise
     return summary
-
-
-def _missing_dirs(path: str) -> list[str]:
-    """The directories that os.makedirs(path) would create, deepest first."""
-    missing = []
-    path = os.path.abspath(path)
-    while not os.path.exists(path):
-        missing.append(path)
-        path = os.path.dirname(path)
-    return missing
 
 
 def _run_pool(ray, job, todo, style, extras, options, summary) -> None:
@@ -264,7 +268,7 @@ def _run_pool(ray, job, todo, style, extras, options, summary) -> None:
     # The statistics are measured once unless each photo changes them (histogram
     # colour matching) or the style image itself is needed (as the start image).
     measure = not config.style_targets and config.preserve_color != "histogram"
-    measure = measure and config.init != "style"
+    measure = measure and config.init != "style" and not (config.model and style is None)
     summary.start = time.perf_counter()
     with tqdm(total=len(todo), unit="photo", file=sys.stderr, disable=not options.progress) as bar:
 
@@ -284,6 +288,7 @@ def _run_pool(ray, job, todo, style, extras, options, summary) -> None:
             cpus_per_worker=cpus_per_worker,
             max_retries=options.max_retries,
             on_outcome=on_outcome,
+            worker_class=model_batch.ModelWorker if config.model else raypool.BatchWorker,
         )
 
 
@@ -344,7 +349,8 @@ def _batch_main(argv: list[str]) -> int:
     # SIGTERM ends the run as Ctrl-C does: Ray is shut down, finished photos are kept.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        summary = run_batch(cli.config_from_flags(), options_from_flags())
+        given = {name for name in BATCH_SETTINGS if name in cli.FLAGS and cli.FLAGS[name].present}
+        summary = run_batch(cli.config_from_flags(), options_from_flags(), given)
     except NstError as err:
         return cli._fail(str(err), 1)  # pylint: disable=protected-access
     except KeyboardInterrupt:

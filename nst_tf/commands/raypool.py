@@ -118,6 +118,7 @@ def run(
     cpus_per_worker: int,
     max_retries: int,
     on_outcome: Callable[[jobs.Outcome], None],
+    worker_class: type = BatchWorker,
 ) -> None:
     """Stylises `photos` on a pool of actors, calling on_outcome as each finishes.
 
@@ -133,11 +134,13 @@ def run(
         cpus_per_worker: CPUs each actor reserves (and TensorFlow's threads in it).
         max_retries: How often a photo is retried after its worker died.
         on_outcome: Called in the driver with each photo's Outcome.
+        worker_class: The actors' class: BatchWorker, or one with its constructor and
+            methods (commands.model_batch.ModelWorker, for a trained network).
 
     Raises:
         ConfigError: the style cannot be measured (too small, for one).
     """
-    actor_class = ray.remote(BatchWorker).options(
+    actor_class = ray.remote(worker_class).options(
         num_cpus=cpus_per_worker,
         memory=int(job.memory_bytes) if job.memory_bytes != float("inf") else None,
         # A restarted actor keeps serving; a photo that kills it max_retries + 1 times fails.

@@ -215,6 +215,16 @@ def check_output_dir(path: str, inputs: Iterable[str], flag: str = "output_dir")
             )
 
 
+def missing_dirs(path: str) -> list[str]:
+    """The directories that os.makedirs(path) would create, deepest first."""
+    missing = []
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
+
+
 def _read_only_fs(path: str) -> bool:
     # os.access is true for root everywhere; a read-only or pseudo file system refuses
     # even root, so ask statvfs, and refuse /proc and /sys outright.

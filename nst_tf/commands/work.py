@@ -95,6 +95,26 @@ def stylize_photo(stylizer, job: Job, photo: Photo, style, masks=None, init=None
     steps = last.last.step if last.last else 0
     if monitor is not None:
         monitor.finish(steps, result, losses)
+    return finish_photo(job, photo, result, start, losses, steps, stylizer.trace_count)
+
+
+def finish_photo(
+    job: Job, photo: Photo, result: np.ndarray, start: float, losses: dict, steps: int, traces: int
+) -> Outcome:
+    """Writes a stylised photo's result, then its sidecar (which vouches for it).
+
+    Args:
+        job: The batch.
+        photo: The photo.
+        result: Its stylised pixels, [H, W, 3] 0..255.
+        start: time.perf_counter() when the photo's work began.
+        losses: The final losses for the sidecar ({} without an optimisation).
+        steps: The optimiser's steps.
+        traces: The worker's step traces so far.
+
+    Returns:
+        Its Outcome: done, or failed with the reason written to NAME.error.json.
+    """
     try:
         _write_result(job, photo, result)
     except (OSError, NstError) as err:  # a full disk, for one: the next run tries again
@@ -108,7 +128,7 @@ def stylize_photo(stylizer, job: Job, photo: Photo, style, masks=None, init=None
         "losses": losses,
         "steps": steps,
         "seconds": round(seconds, 3),
-        "traces": stylizer.trace_count,
+        "traces": traces,
         "host": socket.gethostname(),
         "pid": os.getpid(),
     }
@@ -119,7 +139,7 @@ def stylize_photo(stylizer, job: Job, photo: Photo, style, masks=None, init=None
         return write_error(job, photo, f"cannot write its sidecar: {_reason(err)}", final=False)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(job.error(photo.name))  # an earlier run's failure, now superseded
-    return Outcome(photo.name, True, "", seconds, stylizer.trace_count)
+    return Outcome(photo.name, True, "", seconds, traces)
 
 
 def _reason(err: Exception) -> str:

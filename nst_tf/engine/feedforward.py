@@ -28,14 +28,13 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from nst_tf.engine.forward_memory import (  # noqa: F401  (re-exported)
+    FORWARD_BYTES_PER_CHANNEL_PIXEL,
+    FORWARD_BYTES_PER_PIXEL,
+    forward_peak_bytes,
+)
 from nst_tf.model.transform import InstanceNormalization, Moments, TransformNet, pooled_moments
 
-# Peak bytes of a float32 forward pass per input pixel and per channel of the network's
-# first stage (a full-resolution map of `width` channels is 4 bytes a pixel a channel;
-# padding copies, the norm's temporaries and the decoder's resize hold several at once).
-FORWARD_BYTES_PER_CHANNEL_PIXEL = 40.0
-# Fixed bytes per pixel: the image in and out, float32 RGB, and their copies.
-FORWARD_BYTES_PER_PIXEL = 64.0
 # Tile interiors are multiples of this (the encoder's two halvings).
 ALIGN = 4
 # The smallest tile interior worth running (below, the halo is most of the work).
@@ -44,8 +43,7 @@ MIN_TILE = 32
 
 def forward_bytes(model: TransformNet, height: int, width: int) -> float:
     """Estimated peak memory of one forward pass over an image of this size."""
-    per_pixel = FORWARD_BYTES_PER_CHANNEL_PIXEL * model.width + FORWARD_BYTES_PER_PIXEL
-    return per_pixel * height * width
+    return forward_peak_bytes(model.width, height, width)
 
 
 def plan_tile(

@@ -131,6 +131,20 @@ def read_model_metadata(path: str) -> dict:
     return _check_schema(meta, label)
 
 
+def identity(path: str, meta: dict) -> dict[str, str]:
+    """What a result made with this model depends on, for the commands' result keys: the
+    sha256 of its description and of its weights (its bytes, wherever the folder is).
+
+    Args:
+        path: The MODEL_DIR.
+        meta: Its description (read_model_metadata).
+    """
+    return {
+        "model description": sha256_of(os.path.join(path, METADATA_FILE)),
+        "model weights": meta["weights_sha256"],
+    }
+
+
 def _ours_or_absent(path: str) -> None:
     """Refuses to write over anything but nothing, an empty folder, or one of our models."""
     label = shown(path)

@@ -278,8 +278,6 @@ REFUSED = {
     "save_every",
     "log_every",
     "memory_limit",
-    "model",
-    "refine_steps",
 }
 # Flags that are not settings: the batch's own, and --preset (shared with nst-tf).
 BATCH_ONLY = {
