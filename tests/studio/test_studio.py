@@ -260,10 +260,12 @@ def test_two_tabs_queue_then_a_closed_tab_stops_its_run(studio, browser, files):
         raise AssertionError(f"{err}: {shown}") from None
     # Chosen from the history, it resumes from where it stopped (and stops again).
     reopened.page.locator("#history .thumbnail-item").first.click()
-    line = wait_for(
-        lambda: (text := reopened.text("progress")) and "stopped" in text and text, 20, "it"
-    )
-    stopped_at = int(re.search(r"step (\d+)/1000", line)[1])
+    chosen = re.compile(rf"job {first_id + 1} stopped: step (\d+)/1000")
+    try:
+        found = wait_for(lambda: chosen.search(reopened.text("progress")), 20, "it")
+    except AssertionError as err:
+        raise AssertionError(f"{err}: {reopened.text('progress')!r}") from None
+    stopped_at = int(found[1])
     reopened.page.click("#resume")
 
     def beyond():
