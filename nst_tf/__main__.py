@@ -1,6 +1,6 @@
 """`python -m nst_tf` runs the nst-tf command line."""
 
-from nst_tf.commands.cli import main
+from nst_tf.commands.stylize import main
 
 if __name__ == "__main__":
     main()

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-EXPORT = [sys.executable, "-c", "from nst_tf.commands.cli import export_main; export_main()"]
+EXPORT = [sys.executable, "-c", "from nst_tf.commands.export import main; main()"]
 
 
 def run_cli(*args, cwd=None):

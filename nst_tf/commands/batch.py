@@ -3,7 +3,7 @@
     nst-tf-batch --inputs=photos/ --output_dir=out/ --style=painting.jpg --size=512
 
 Every nst-tf setting that changes the result is taken as by nst-tf (its flags are
-made by nst_tf.commands.cli from the settings' descriptions); the nst-tf settings that
+made by nst_tf.commands.flags from the settings' descriptions); the nst-tf settings that
 name one photo's files or one run's state get no flag, and a line saying why. The flags
 below say where the photos are and how to run. The job's logic is in
 nst_tf.commands.jobs, the output folder's format in nst_tf.commands.records, the work on
@@ -22,7 +22,8 @@ from collections.abc import Collection
 
 from absl import app, flags, logging
 
-from nst_tf.commands import cli, jobs, model_batch, model_run, raycluster, raypool, records
+from nst_tf.commands import common, jobs, model_batch, model_run, raycluster, raypool, records
+from nst_tf.commands.flags import FLAGS, config_from_flags, define_flags, define_preset_flag
 from nst_tf.errors import ConfigError, NstError
 from nst_tf.settings.config import INIT_KEYWORDS, Config, validate
 
@@ -294,7 +295,7 @@ def _run_pool(ray, job, todo, style, extras, options, summary) -> None:
 
 def options_from_flags() -> BatchOptions:
     """The BatchOptions of the parsed flags."""
-    flags_values = cli.FLAGS
+    flags_values = FLAGS
     return BatchOptions(
         inputs=flags_values.inputs,
         output_dir=flags_values.output_dir,
@@ -338,23 +339,23 @@ def _parse(argv: list[str]) -> list[str]:
     and exit status 1 for an nst-tf setting that a batch does not take."""
     name = _refused_flag(argv)
     if name:
-        sys.exit(cli._fail(f"--{name} is not a batch flag: {_NOT_FOR_BATCH[name]}", 1))  # noqa
-    return cli._parse(argv)  # pylint: disable=protected-access
+        sys.exit(common.fail(f"--{name} is not a batch flag: {_NOT_FOR_BATCH[name]}", 1))
+    return common.parse(argv)
 
 
 def _batch_main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])}; all options are --flags")
-    cli._setup_logging()  # pylint: disable=protected-access
+    common.setup_logging()
     # SIGTERM ends the run as Ctrl-C does: Ray is shut down, finished photos are kept.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        given = {name for name in BATCH_SETTINGS if name in cli.FLAGS and cli.FLAGS[name].present}
-        summary = run_batch(cli.config_from_flags(), options_from_flags(), given)
+        given = {name for name in BATCH_SETTINGS if name in FLAGS and FLAGS[name].present}
+        summary = run_batch(config_from_flags(), options_from_flags(), given)
     except NstError as err:
-        return cli._fail(str(err), 1)  # pylint: disable=protected-access
+        return common.fail(str(err), 1)
     except KeyboardInterrupt:
-        return cli._fail(  # pylint: disable=protected-access
+        return common.fail(
             "interrupted; finished photos are kept: run the same command again for the rest",
             128 + _stopped_by[0],
         )
@@ -383,10 +384,8 @@ def main() -> None:
         sys.argv[0] = "nst-tf-batch"  # messages name the command, not this file
     # The nst-tf settings a batch takes, described once in nst_tf.settings.config; --help
     # lists them with the batch's own flags.
-    names = _BATCH_FLAGS + cli.define_preset_flag() + cli.define_flags(BATCH_SETTINGS)
-    for name in names:
-        cli.FLAGS.register_key_flag_for_module(sys.argv[0], cli.FLAGS[name])
-    app.run(_batch_main, flags_parser=_parse)
+    names = _BATCH_FLAGS + define_preset_flag() + define_flags(BATCH_SETTINGS)
+    common.run(_batch_main, names, parser=_parse)
 
 
 if __name__ == "__main__":

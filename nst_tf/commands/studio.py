@@ -19,7 +19,7 @@ import threading
 
 from absl import flags, logging
 
-from nst_tf.commands.cli import _fail, _parse, _positional, _setup_logging
+from nst_tf.commands import common
 from nst_tf.errors import ConfigError, NstError
 from nst_tf.io.paths import shown
 
@@ -197,22 +197,18 @@ def _serve() -> int:
 
 def _studio_main(argv: list[str]) -> int:
     if len(argv) > 1:
-        return _positional(argv)
-    _setup_logging()
+        return common.unexpected_arguments(argv)
+    common.setup_logging()
     try:
         return _serve()
     except NstError as err:
-        return _fail(str(err), 1)
+        return common.fail(str(err), 1)
     except KeyboardInterrupt:
-        return _fail("stopped at once; the work folder was removed", 130)
+        return common.fail("stopped at once; the work folder was removed", 130)
 
 
 def main() -> None:
     """Entry point of `nst-tf-studio`."""
-    from absl import app  # pylint: disable=import-outside-toplevel
-
     names = _define_flags()
-    for name in names:
-        FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
     logging.set_verbosity(logging.INFO)
-    app.run(_studio_main, flags_parser=_parse)
+    common.run(_studio_main, names)

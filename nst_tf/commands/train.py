@@ -15,7 +15,7 @@ import time
 
 from absl import logging
 
-from nst_tf.commands import cli
+from nst_tf.commands import common, flags
 from nst_tf.commands.preflight import expand_styles
 from nst_tf.commands.run import SignalGuard, _quiet_stderr
 from nst_tf.engine import checkpoint_files
@@ -234,26 +234,25 @@ class _HeldoutLog:
 
 def _train_main(argv: list[str]) -> int:
     if len(argv) > 1:
-        return cli._positional(argv)  # pylint: disable=protected-access
+        return common.unexpected_arguments(argv)
 
     def body():
-        ours = cli.FLAGS.get_flags_for_module(cli)
-        flag_text = "\n".join(text for text in (f.serialize() for f in ours) if text)
-        train(cli.config_from_flags(TrainSettings), flags=flag_text)
+        flag_text, _ = flags.settings_flag_file()
+        train(flags.config_from_flags(TrainSettings), flags=flag_text)
 
-    return cli._guarded(body)  # pylint: disable=protected-access
+    return common.guarded(body)
 
 
 def define_flags() -> tuple[str, ...]:
     """nst-tf-train's flags, made from TrainSettings' descriptions."""
-    return cli.define_flags(None, TrainSettings)
+    return flags.define_flags(None, TrainSettings)
 
 
 def main() -> None:
     """Entry point of `nst-tf-train`."""
     if os.path.basename(sys.argv[0]) == "train.py":
         sys.argv[0] = "nst-tf-train"  # messages name the command, not this file
-    cli._run(_train_main, define_flags())  # pylint: disable=protected-access
+    common.run(_train_main, define_flags())
 
 
 if __name__ == "__main__":

@@ -156,7 +156,7 @@ def test_a_tile_smaller_than_the_halo_is_refused_naming_the_smallest(tmp_path, t
     # nst-tf refuses it too, before any work: one line, nothing written.
     output = tmp_path / "single.png"
     result = subprocess.run(
-        [sys.executable, "-c", "from nst_tf.commands.cli import main; main()"]
+        [sys.executable, "-c", "from nst_tf.commands.stylize import main; main()"]
         + [f"--content={tmp_path / 'in' / 'photo.png'}", f"--output={output}"]
         + SETTINGS
         + [f"--tile_size={tile}", *default_layers],

@@ -92,7 +92,7 @@ def test_flagfile_is_read(files):
 
 def test_export_requires_a_directory():
     result = subprocess.run(
-        [sys.executable, "-c", "from nst_tf.commands.cli import export_main; export_main()"],
+        [sys.executable, "-c", "from nst_tf.commands.export import main; main()"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -260,7 +260,7 @@ def test_export_reloads_in_a_fresh_process(tmp_path):
         [
             sys.executable,
             "-c",
-            "from nst_tf.commands.cli import export_main; export_main()",
+            "from nst_tf.commands.export import main; main()",
             f"--describe={export_dir}",
         ],
         capture_output=True,

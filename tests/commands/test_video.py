@@ -15,7 +15,7 @@ from PIL import Image
 from nst_tf.core import flow
 
 RNG = np.random.default_rng(18)
-VIDEO = [sys.executable, "-c", "from nst_tf.commands.cli import video_main; video_main()"]
+VIDEO = [sys.executable, "-c", "from nst_tf.commands.video_cli import main; main()"]
 
 
 def _texture(height=96, width=128):

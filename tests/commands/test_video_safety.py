@@ -16,7 +16,7 @@ from PIL import Image
 from nst_tf.io import clips
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
-VIDEO = [sys.executable, "-c", "from nst_tf.commands.cli import video_main; video_main()"]
+VIDEO = [sys.executable, "-c", "from nst_tf.commands.video_cli import main; main()"]
 SMALL = ["--size=32", "--steps=2", "--frame_steps=1"]
 FPS = 12
 RATE = 22050

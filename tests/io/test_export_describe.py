@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = str(Path(__file__).resolve().parents[2])
-DESCRIBE = [sys.executable, "-c", "from nst_tf.commands.cli import export_main; export_main()"]
+DESCRIBE = [sys.executable, "-c", "from nst_tf.commands.export import main; main()"]
 DESCRIPTION = {"producer": "nst_tf 0.0", "layers": ["block4_conv2"], "pooling": "max"}
 
 

@@ -16,14 +16,14 @@ from nst_tf.errors import ConfigError
 from nst_tf.settings import presets
 from nst_tf.settings.config import Config, validate
 
-VIDEO = [sys.executable, "-c", "from nst_tf.commands.cli import video_main; video_main()"]
+VIDEO = [sys.executable, "-c", "from nst_tf.commands.video_cli import main; main()"]
 BATCH = [sys.executable, "-m", "nst_tf.commands.batch"]
 # The settings nst-tf builds from ARGS, parsed by its own flag definitions.
 SHOW = (
     "import json, sys\n"
-    "from nst_tf.commands import cli\n"
-    "cli.define_preset_flag(); cli.define_flags(); cli._parse(sys.argv)\n"
-    "print(json.dumps(cli.config_from_flags().to_dict()))\n"
+    "from nst_tf.commands import common, flags\n"
+    "flags.define_preset_flag(); flags.define_flags(); common.parse(sys.argv)\n"
+    "print(json.dumps(flags.config_from_flags().to_dict()))\n"
 )
 
 

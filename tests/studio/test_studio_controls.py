@@ -55,7 +55,7 @@ def test_flag_lines_read_back_as_the_same_settings():
     # Read back by nst-tf's own flag definitions, in a fresh process (absl's flags are global).
     code = (
         "import json, sys\n"
-        "from nst_tf.commands.cli import FLAGS, config_from_flags, define_flags\n"
+        "from nst_tf.commands.flags import FLAGS, config_from_flags, define_flags\n"
         "define_flags()\n"
         "FLAGS(['nst-tf', *sys.argv[1:]])\n"
         "c = config_from_flags()\n"
