@@ -69,15 +69,18 @@ class StepCache:
         """The bytes each cached runner keeps, least recently used first."""
         return [cached.bytes for cached in self._runners.values()]
 
-    def runner(self, shape: tuple[int, ...], targets: Targets):
+    def runner(self, shape: tuple[int, ...], targets: Targets, optimizer: str | None = None):
         """The image variable and optimiser for an image shape, reused across images.
 
         The optimisers' functions are traced once per shape, so what changes from one
         image to the next must reach them as variables: the start image, and the
         targets, held in variables of the same structure and assigned for each image.
+        `optimizer` names another optimiser than the run's (the --style_strength pilot
+        is always L-BFGS).
         """
+        optimizer = optimizer or self.optimizer
         layout = tf.nest.map_structure(lambda t: None if t is None else tuple(t.shape), targets)
-        key = (shape, self.optimizer, repr(layout))
+        key = (shape, optimizer, repr(layout))
         if key in self._runners:
             self._runners.move_to_end(key)
             image, runner, held, _ = self._runners[key]
@@ -94,7 +97,7 @@ class StepCache:
         step = self.tiled_step(plan.tile, plan.split) or self.step
         memory.log_plan(shape[1], shape[2], self.plan_settings, plan, self.budget)
         settings = dataclasses.replace(self.optimizer_settings, lbfgs_memory=plan.lbfgs_memory)
-        runner = OPTIMIZERS[self.optimizer](image, lambda x: step(x, held), settings)
+        runner = OPTIMIZERS[optimizer](image, lambda x: step(x, held), settings)
         pixels = shape[0] * shape[1] * shape[2]
         planned = dataclasses.replace(self.plan_settings, lbfgs_memory=plan.lbfgs_memory)
         kept = (

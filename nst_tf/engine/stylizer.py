@@ -220,9 +220,13 @@ class Stylizer:
     ) -> tf.Tensor:
         """The style weight of config.style_strength for these targets (see core.balance).
 
-        Measured on the content photo at this scale: its style term (the style gap) and the
-        content term of a featureless image, from the features already computed for the
-        content targets; one read to the host, no compiled step.
+        The start weight is measured on the content photo at this scale: its style term
+        (the style gap) and the content term of a featureless image, from the features
+        already computed for the content targets (one read to the host). Then, with
+        config.style_strength_pilot, a pilot of balance.PILOT_STEPS L-BFGS steps from the
+        photo with the start weight (always L-BFGS, in the same compiled step when the run
+        uses it) measures the balance the run is heading to, and the weight
+        is corrected by it (balance.piloted_style_weight).
 
         Args:
             content: The content photo at this scale, [batch, H, W, 3].
@@ -244,17 +248,64 @@ class Stylizer:
         zero = {name: tf.zeros(batch) for name in self.objective.content_weights}
         terms = self.objective.terms(content, None, targets, generated, zero, shapes)
         gap, scale = self.read(tf.stack([terms["style"], self.objective.content_scale(targets)]))
-        weight = balance.calibrated_style_weight(
-            self.config.style_strength, self.config.content_weight, float(gap), float(scale)
+        config = self.config
+        strength = config.style_strength
+        start = balance.calibrated_style_weight(
+            1.0, config.content_weight, float(gap), float(scale)
         )
+        weight, piloted = strength * start, math.nan
+        if config.style_strength_pilot and weight > 0:
+            weight, piloted = balance.piloted_style_weight(
+                strength,
+                start,
+                lambda w: self.pilot(content, targets, w, balance.PILOT_STEPS),
+                config.style_loss,
+            )
         logging.info(
-            "style strength %g: style weight %.3g (style gap %.3g, content scale %.3g)",
-            self.config.style_strength,
+            "style strength %g: style weight %.3g (style gap %.3g, content scale %.3g, "
+            "start weight %.3g, pilot balance %.3g)",
+            strength,
             weight,
             gap,
             scale,
+            start,
+            piloted,
         )
         return tf.constant(weight, tf.float32)
+
+    def pilot(self, content: tf.Tensor, targets: Targets, weight: float, steps: int) -> float:
+        """The balance after a short L-BFGS run from the photo with a style weight.
+
+        Args:
+            content: The content photo at the first scale, [batch, H, W, 3] (the start).
+            targets: The targets at that scale.
+            weight: The style weight to run with.
+            steps: L-BFGS iterations.
+
+        Returns:
+            Weighted content / weighted style at the pilot's last step (summed over a
+            batch); NaN when no step was taken or a term was not finite.
+        """
+        optimizer = "lbfgs_scipy" if self.config.optimizer == "lbfgs_scipy" else "lbfgs"
+        piloted = targets._replace(style_weight=tf.constant(weight, tf.float32))
+        variable, runner = self.steps.runner(tuple(content.shape), piloted, optimizer)
+        variable.assign(content)
+        runner.reset()
+        last = []
+
+        def check(values):
+            raise _PilotFailed(values)
+
+        try:
+            runner.run(steps, last.append, check, self.read)
+        except _PilotFailed:
+            return math.nan
+        if not last:
+            return math.nan
+        terms = self.objective.unpack(last[-1])
+        if not terms["style"] > 0:
+            return math.nan
+        return terms["weighted/content"] / (weight * terms["style"])
 
     def _temporal(self, inputs: Prepared, shape: tuple[int, int]) -> TemporalTarget | None:
         """The temporal target at this scale's shape; zero weights when there is none
@@ -511,6 +562,10 @@ class Stylizer:
                 f"at {size} px an image side is under {needed} px, too small for {deepest}; "
                 "raise --size/--min_size or use shallower layers"
             )
+
+
+class _PilotFailed(Exception):
+    """A pilot step's terms were not finite (the pilot is then not used)."""
 
 
 def _numpy(value):

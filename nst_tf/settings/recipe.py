@@ -54,7 +54,13 @@ class Recipe:
         None,
         "How strong the style is, the same look whatever the style image, loss, layers or "
         "size: 0 the photo, 1 the default balance, 2 stronger; sets the style weight from "
-        "the terms measured on the photo at the first scale (instead of --style_weight).",
+        "the terms measured on the photo and short pilots at the first scale (instead of "
+        "--style_weight).",
+    )
+    style_strength_pilot: bool = setting(
+        True,
+        "With --style_strength: correct the weight by a 10-step L-BFGS pilot from the photo "
+        "at the first scale (about 1.5 % of a default run); off: the start balance only.",
     )
     tv_weight: float = setting(0.0, "Weight of the total-variation loss.")
     content_layers: tuple[str, ...] = setting(
