@@ -229,13 +229,12 @@ def _write_page(measured, strip, seconds, loads) -> None:
         "(AMD EPYC, AVX-512 and AVX512-BF16, no AMX), shared with 4 other agents' work "
         f"(load average {min(loads):.1f} to {max(loads):.1f}); {seconds / 60:.0f} min in the "
         "last invocation (`python scripts/benchmark_strength.py`, about 40 min for all runs; "
-        "`--resume` keeps the runs docs/strength.json holds, "
-        "`--no-strip` the strip).",
+        "`--resume` keeps the runs docs/strength.json holds).",
         "",
         f"Content: {CONTENT}; single-scale runs of {STEPS} L-BFGS steps at "
         f"{' and '.join(map(str, SIZES))} px. *Default weight*: each loss's documented style "
         "weight (Gram 1e-3, Wasserstein 1000). *Start balance*: `--style_strength=1 "
-        "--nostyle_strength_pilot`, the weight from the terms on the photo alone (the rule "
+        "--style_strength_pilot=false`, the weight from the terms on the photo alone (the rule "
         "before the pilot). *Start + pilot*: `--style_strength=1`, the start weight corrected "
         f"by a {balance.PILOT_STEPS}-step pilot (see nst_tf/core/balance.py). "
         "*Balance*: weighted content / weighted style at the end of the run, the number the "
