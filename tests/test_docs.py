@@ -230,3 +230,24 @@ def test_defaults_in_the_usage_tables_agree_with_the_flags():
                 wrong.append((page.name, flag.group(1), said, sorted(known)))
     assert not wrong, wrong
     assert checked >= 8  # the tables of prints, video and batch
+
+
+def _architecture_section() -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index("## Architecture")
+    return text[start : text.index("\n## ", start + 1)]
+
+
+def test_readme_architecture_names_every_module_over_400_lines():
+    section = _architecture_section()
+    long_modules = sorted(
+        path.relative_to(ROOT / "nst_tf").as_posix()
+        for path in (ROOT / "nst_tf").rglob("*.py")
+        if len(path.read_text().splitlines()) > 400
+    )
+    unnamed = [name for name in long_modules if f"`{name}`" not in section]
+    assert not unnamed, f"name these modules and why they are long in the README: {unnamed}"
+    named = set(re.findall(r"`([a-z_]+/[a-z_]+\.py)`", section))
+    assert named <= set(long_modules) | {
+        p.relative_to(ROOT / "nst_tf").as_posix() for p in (ROOT / "nst_tf").rglob("*.py")
+    }, "the architecture section names a module that does not exist"
