@@ -73,7 +73,7 @@ def main() -> None:
     import tensorflow as tf
 
     from nst_tf.core import lbfgs
-    from nst_tf.engine import stylizer  # noqa: F401  (imported here to time it)
+    from nst_tf.engine import steps, stylizer  # noqa: F401  (imported here to time it)
     from nst_tf.io import images
     from nst_tf.model import features, weights
 
@@ -84,7 +84,8 @@ def main() -> None:
         (weights, "check_vgg19", "weights: find and hash"),
         (weights, "load_weights", "weights: decode"),
         (stylizer.Stylizer, "targets", "targets (content and style, every scale)"),
-        (stylizer.Stylizer, "_runner", "optimiser set-up (variables, memory plan)"),
+        (stylizer.Stylizer, "calibrate", "style strength: start balance and pilot"),
+        (steps.StepCache, "runner", "optimiser set-up (variables, memory plan)"),
         (tf.train.CheckpointManager, "save", "checkpoint writes"),
         (images, "save_image", "output write"),
     ):
