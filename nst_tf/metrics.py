@@ -28,7 +28,10 @@ import tensorflow as tf
 from nst_tf.engine.stylizer import Stylizer, resize_images
 from nst_tf.io.images import scaled_shape
 from nst_tf.model.features import FeatureExtractor
-from nst_tf.settings.config import Config
+from nst_tf.settings.config import joined
+from nst_tf.settings.files import InputFiles
+from nst_tf.settings.recipe import Recipe
+from nst_tf.settings.runtime import Runtime
 
 # HistoGAN's RGB-uv histogram: 64x64 bins over log-chroma in [-3, 3], inverse-quadratic
 # kernel of width 0.02, each pixel weighted by its intensity sqrt(R^2 + G^2 + B^2).
@@ -183,37 +186,40 @@ def resized(image: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     return resize_images(tf.constant(image[None]), *shape[:2]).numpy()[0]
 
 
-def _report_config(config: Config | None) -> Config:
-    # One float32 scorer whatever the run used, single scale (the objective at the
-    # output's size), untiled unless the memory plan says otherwise.
-    config = config or Config()
-    return dataclasses.replace(config, precision="float32", min_size=0, preserve_color="none")
+def _report_recipe(recipe: Recipe | None) -> Recipe:
+    # Single scale (the objective at the output's size), the output's own colours.
+    return dataclasses.replace(recipe or Recipe(), min_size=0, preserve_color="none")
 
 
 class QualityScorer:
     """The network and objective a report uses, built once for many reports.
 
     Args:
-        config: The run's recipe (layers, weights, style loss); default Config().
-        model: A FeatureExtractor for config's layers (float32), or None to build one.
+        recipe: The run's recipe (layers, weights, style loss); default Recipe().
+        model: A FeatureExtractor for the recipe's layers (float32), or None to build one.
         projections: Directions of the sliced Wasserstein distance.
         seed: Their seed.
+        vgg_weights: The VGG19 weights to build the model from (as --vgg_weights).
     """
 
     def __init__(
         self,
-        config: Config | None = None,
+        recipe: Recipe | None = None,
         model: FeatureExtractor | None = None,
         projections: int = 64,
         seed: int = 0,
+        vgg_weights: str = "auto",
     ):
-        self.config = _report_config(config)
+        self.recipe = _report_recipe(recipe)
         if model is None:
             model = FeatureExtractor(
-                self.config.layers, self.config.vgg_weights, "float32", self.config.pooling
+                self.recipe.layers, vgg_weights, "float32", self.recipe.pooling
             )
         self.model = model
-        self.stylizer = Stylizer(self.config, model)
+        # One float32 scorer whatever the run used, untiled unless the memory plan says
+        # otherwise.
+        inputs, runtime = InputFiles(vgg_weights=vgg_weights), Runtime(precision="float32")
+        self.stylizer = Stylizer(joined(self.recipe, inputs, runtime=runtime), model)
         self.projections, self.seed = projections, seed
 
     def style_distance(self, output: np.ndarray, style: np.ndarray) -> dict[str, float]:
@@ -271,10 +277,11 @@ def quality_report(
     output: np.ndarray,
     content: np.ndarray,
     style: np.ndarray,
-    config: Config | None = None,
+    recipe: Recipe | None = None,
     model: FeatureExtractor | None = None,
     projections: int = 64,
     seed: int = 0,
+    vgg_weights: str = "auto",
 ) -> dict:
     """Measures of a stylised output against its content and its style.
 
@@ -283,12 +290,13 @@ def quality_report(
         content: The content photo, any size (resized to the output's shape).
         style: The style image, any size (taken at the output's long side for the
             feature measures, as a run takes it).
-        config: The run's recipe, for the objective and the style layers; default
-            Config(). Scored in float32 at one scale whatever the run used.
-        model: A float32 FeatureExtractor for config's layers, to share between reports
-            (see QualityScorer for many reports).
+        recipe: The run's recipe, for the objective and the style layers; default
+            Recipe(). Scored in float32 at one scale whatever the run used.
+        model: A float32 FeatureExtractor for the recipe's layers, to share between
+            reports (see QualityScorer for many reports).
         projections: Directions of the sliced Wasserstein distance.
         seed: Their seed (fixed, so that reports compare).
+        vgg_weights: The VGG19 weights to build the model from (as --vgg_weights).
 
     Returns:
         A dict: "color_hellinger" (output vs style, 0..1, lower is closer),
@@ -297,7 +305,8 @@ def quality_report(
         "style_swd_layers" (by layer), "objective" (nst_tf's total loss) and
         "objective_terms" (its unweighted content, style and TV terms).
     """
-    return QualityScorer(config, model, projections, seed).report(output, content, style)
+    scorer = QualityScorer(recipe, model, projections, seed, vgg_weights)
+    return scorer.report(output, content, style)
 
 
 def markdown_table(rows: Mapping[str, Mapping], columns: Sequence[tuple] = COLUMNS) -> str:

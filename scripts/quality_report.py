@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 from nst_tf import metrics  # noqa: E402
 from nst_tf.io import images  # noqa: E402
 from nst_tf.settings.config import Config  # noqa: E402
+from nst_tf.settings.recipe import Recipe  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGES = os.path.join(ROOT, "..", "shared", "images")
@@ -54,7 +55,7 @@ def report_files(args) -> str:
     first = images.load_image(args.results[0])
     size = max(first.shape[:2])
     style = images.load_image(args.style, size)
-    scorer = metrics.QualityScorer(Config(size=size))
+    scorer = metrics.QualityScorer(Recipe(size=size))
     at = metrics.resized(content, first.shape)
     rows = {"the content itself": scorer.report(at, content, style)}
     for path in args.results:

@@ -187,3 +187,85 @@ def test_light_modules_import_without_tensorflow(module):
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert done.stdout.strip() == "", f"{module} imports {done.stdout.strip()}"
+
+
+# The modules outside nst_tf.settings that see a whole Config (docs/index.md, architecture):
+# the public API, the flags and the one pre-flight that build and check it, the
+# Stylizer's constructor, and the studio that builds it from the page. Every other module
+# gets a part (Recipe, InputFiles, OutputFiles, Runtime) or the values it uses.
+CONFIG_IMPORTERS = {
+    "nst_tf",
+    "nst_tf.commands.flags",
+    "nst_tf.commands.preflight",
+    "nst_tf.engine.stylizer",
+    "nst_tf.studio.engine",
+    # Not yet given parts or values:
+    "nst_tf.commands.batch",
+    "nst_tf.commands.export",
+    "nst_tf.commands.jobs",
+    "nst_tf.commands.model_batch",
+    "nst_tf.commands.model_run",
+    "nst_tf.commands.raypool",
+    "nst_tf.commands.run",
+    "nst_tf.commands.video",
+    "nst_tf.commands.video_cli",
+    "nst_tf.commands.work",
+}
+CONFIG_MODULE = "nst_tf.settings.config"
+
+
+def _imports_config(path: Path) -> bool:
+    """Whether a file imports the name Config from nst_tf.settings.config, in any form:
+    `from nst_tf.settings.config import Config` (or *), or the module bound to a name
+    (`import nst_tf.settings.config as c`, `from nst_tf.settings import config`) whose
+    `.Config` the file reads."""
+    tree = ast.parse(path.read_text())
+    bound = set()  # names the module is bound to, as dotted text
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == CONFIG_MODULE:
+            if any(alias.name in ("Config", "*") for alias in node.names):
+                return True
+        elif isinstance(node, ast.ImportFrom) and node.module == "nst_tf.settings":
+            bound |= {alias.asname or alias.name for alias in node.names if alias.name == "config"}
+        elif isinstance(node, ast.Import):
+            bound |= {
+                alias.asname or alias.name for alias in node.names if alias.name == CONFIG_MODULE
+            }
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr == "Config":
+            if ast.unparse(node.value) in bound:
+                return True
+    return False
+
+
+def test_only_the_builders_of_a_config_import_it():
+    importers = {
+        name
+        for name, path in _modules().items()
+        if not name.startswith("nst_tf.settings") and _imports_config(path)
+    }
+    assert importers == CONFIG_IMPORTERS, (
+        f"new: {sorted(importers - CONFIG_IMPORTERS)}, gone: {sorted(CONFIG_IMPORTERS - importers)}"
+        " -- give the new module the part or the values it reads, not the whole Config"
+    )
+
+
+@pytest.mark.parametrize(
+    "source, imports",
+    [
+        ("from nst_tf.settings.config import Config\n", True),
+        ("from nst_tf.settings.config import Config as Settings\n", True),
+        ("from nst_tf.settings.config import *\n", True),
+        ("def f():\n    from nst_tf.settings.config import RECIPE, Config\n", True),
+        ("import nst_tf.settings.config as c\nc.Config()\n", True),
+        ("import nst_tf.settings.config\nnst_tf.settings.config.Config()\n", True),
+        ("from nst_tf.settings import config\nx = config.Config\n", True),
+        ("from nst_tf.settings import config as s\ns.split_list('a')\n", False),
+        ("from nst_tf.settings.config import validate\n", False),
+        ("from nst_tf.errors import ConfigError\n", False),
+    ],
+)
+def test_the_config_check_sees_every_import_form(tmp_path, source, imports):
+    path = tmp_path / "module.py"
+    path.write_text(source)
+    assert _imports_config(path) is imports

@@ -9,6 +9,7 @@ from conftest import LAYERS
 from nst_tf import metrics
 from nst_tf.engine.stylizer import Stylizer
 from nst_tf.settings.config import Config
+from nst_tf.settings.recipe import Recipe
 
 
 def test_hellinger_of_identical_histograms_is_zero_and_of_disjoint_ones_one():
@@ -146,8 +147,10 @@ def test_the_report_ranks_the_photo_itself_worse_than_a_stylised_output(model):
     assert stylised["style_swd"] == pytest.approx(
         np.mean(list(stylised["style_swd_layers"].values()))
     )
-    # The objective is the run's own: the Stylizer's evaluation of the same image.
-    again = metrics.quality_report(output, content, style, config, model)
+    # The objective is the run's own: the Stylizer's evaluation of the same image; a
+    # Recipe alone scores as the whole Config does.
+    recipe = Recipe(size=48, min_size=0, steps=25, **LAYERS)
+    again = metrics.quality_report(output, content, style, recipe, model)
     assert again["objective"] == pytest.approx(stylised["objective"], rel=1e-6)
 
     table = metrics.markdown_table({"stylised": stylised, "the photo": unchanged})

@@ -39,6 +39,7 @@ from nst_tf.io.images import scaled_shape
 from nst_tf.model.features import FeatureExtractor, resolve_xla
 from nst_tf.settings import keys
 from nst_tf.settings.config import Config, layer_channels, layer_downsampling, validate
+from nst_tf.settings.recipe import Recipe
 
 
 class Stylizer:
@@ -599,11 +600,11 @@ def stylize_arrays(
     )
 
 
-def objective_of(config: Config, temporal_weight: float = 0.0) -> Objective:
-    """The Objective a run's settings describe.
+def objective_of(recipe: Recipe, temporal_weight: float = 0.0) -> Objective:
+    """The Objective a run's recipe describes.
 
     Args:
-        config: The run's settings: layers and their weights, loss weights, the
+        recipe: The run's recipe: layers and their weights, loss weights, the
             normalization and the style loss.
         temporal_weight: Weight of the temporal loss of video frames (0: no such term).
 
@@ -611,16 +612,16 @@ def objective_of(config: Config, temporal_weight: float = 0.0) -> Objective:
         The objective, holding values only (no settings object).
     """
     return Objective(
-        content_weights=config.content_weights(),
-        style_weights=config.layer_weights(),
+        content_weights=recipe.content_weights(),
+        style_weights=recipe.layer_weights(),
         weights={
-            "content": config.content_weight,
-            "style": config.style_weight,
-            "tv": config.tv_weight,
+            "content": recipe.content_weight,
+            "style": recipe.style_weight,
+            "tv": recipe.tv_weight,
             "temporal": temporal_weight,
         },
-        normalization=config.normalization,
-        style_loss=config.style_loss,
+        normalization=recipe.normalization,
+        style_loss=recipe.style_loss,
     )
 
 

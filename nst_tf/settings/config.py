@@ -115,6 +115,33 @@ def _attributes_doc() -> str:
 Config.__doc__ += _attributes_doc()
 
 
+def setting_fields() -> tuple[dataclasses.Field, ...]:
+    """Every setting's field (its default, help, lifetime and choices), in Config's order:
+    the recipe's first, the runtime's last."""
+    return dataclasses.fields(Config)
+
+
+def default_settings() -> dict:
+    """Every setting's default value by name (what Config() holds)."""
+    defaults = Config()
+    return {field.name: getattr(defaults, field.name) for field in setting_fields()}
+
+
+def joined(
+    recipe: Recipe,
+    inputs: InputFiles | None = None,
+    outputs: OutputFiles | None = None,
+    runtime: Runtime | None = None,
+) -> Config:
+    """The whole settings of a run made of one of each part (a part not given: its
+    defaults); each part gives only its own settings, even when it is a Config."""
+    values = {}
+    parts = (recipe, inputs or InputFiles(), outputs or OutputFiles(), runtime or Runtime())
+    for part, kind in zip(parts, (Recipe, InputFiles, OutputFiles, Runtime), strict=True):
+        values.update({field.name: getattr(part, field.name) for field in dataclasses.fields(kind)})
+    return Config(**values)
+
+
 def _check_list_weights(flag: str, values) -> None:
     for value in values:
         _check_weight(flag, value)

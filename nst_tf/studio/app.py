@@ -20,7 +20,7 @@ import time
 import gradio as gr
 
 from nst_tf.errors import NstError
-from nst_tf.settings.config import Config
+from nst_tf.settings.config import setting_fields
 from nst_tf.studio import controls as studio_controls
 from nst_tf.studio.engine import DONE, FORMATS, NO_MODEL, RUNNING, Job, Studio
 
@@ -38,7 +38,7 @@ _CSS = """
 
 
 def _field(name: str) -> dataclasses.Field | None:
-    return next((f for f in dataclasses.fields(Config) if f.name == name), None)
+    return next((f for f in setting_fields() if f.name == name), None)
 
 
 def _presets() -> list[str]:

@@ -1,9 +1,9 @@
 """The studio's controls, made from the settings' own descriptions (no hand-copied help).
 
-Each Config field made with `setting()` carries its default, help text and lifetime; the
+Each setting made with `setting()` carries its default, help text and lifetime; the
 studio offers the ones that change the picture (RECIPE) and the few that decide how it is
 computed on this machine, as typed controls that a page (or a script) fills in. Values
-come back as text, numbers or booleans and are turned into Config arguments here, with a
+come back as text, numbers or booleans and are turned into the settings' arguments here, with a
 one-line ConfigError naming the control when one cannot be read.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from nst_tf.errors import ConfigError
 from nst_tf.settings import config as settings
-from nst_tf.settings.config import INIT_KEYWORDS, RECIPE, RUNTIME, Config
+from nst_tf.settings.config import INIT_KEYWORDS, RECIPE, RUNTIME, setting_fields
 
 # On the main panel (or decided by the studio) rather than in the advanced panel.
 MAIN = ("size", "style_blend_weights", "style_strength", "preset")
@@ -69,7 +69,7 @@ def _shown_default(value) -> object:
 def advanced_controls() -> list[Control]:
     """The advanced panel: every recipe setting, then the runtime ones, in Config's order."""
     controls = []
-    for field in dataclasses.fields(Config):
+    for field in setting_fields():
         lifetime = field.metadata["lifetime"]
         wanted = (lifetime == RECIPE and field.name not in MAIN + MANAGED) or (
             lifetime == RUNTIME and field.name in RUNTIME_CONTROLS
@@ -111,21 +111,21 @@ def _floats(control: str, value) -> tuple[float, ...]:
 
 
 def config_values(values: Mapping[str, object]) -> dict:
-    """Config arguments from control values by setting name (absent: the default).
+    """Settings arguments (for Config) from control values by setting name (absent: the default).
 
     Args:
         values: Control values as a page or a script gives them: numbers may come as
             text, lists as comma-separated text or as lists.
 
     Returns:
-        Keyword arguments for Config.
+        Keyword arguments for the settings (a Config).
 
     Raises:
         ConfigError: a value cannot be read as its setting's type, or names no setting
             the studio offers.
     """
     offered = {control.name: control for control in advanced_controls()}
-    fields = {field.name for field in dataclasses.fields(Config)}
+    fields = {field.name for field in setting_fields()}
     arguments = {}
     for name, value in values.items():
         if name in ("size", "style_blend_weights", "style_strength") and name in fields:
@@ -151,14 +151,13 @@ def config_values(values: Mapping[str, object]) -> dict:
     return arguments
 
 
-def flag_lines(config: Config, names: tuple[str, ...]) -> list[str]:
-    """absl flag-file lines (`--name=value`) for these settings of a config.
+def flag_lines(values: Mapping[str, object]) -> list[str]:
+    """absl flag-file lines (`--name=value`) for settings' values by name, in order.
 
     Lists are comma-separated, booleans --name / --noname, as nst-tf's flags read them.
     """
     lines = []
-    for name in names:
-        value = getattr(config, name)
+    for name, value in values.items():
         if isinstance(value, bool):
             lines.append(f"--{name}" if value else f"--no{name}")
         elif isinstance(value, tuple):

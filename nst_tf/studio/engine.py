@@ -261,7 +261,8 @@ class Job:
             f"--style={','.join(original_name(p) for p in self.config.style_paths())}",
             f"--output={self.name}.png",
         ]
-        return "\n".join(header + inputs + flag_lines(self.config, names + FLAGFILE_RUNTIME))
+        values = {name: getattr(self.config, name) for name in names + FLAGFILE_RUNTIME}
+        return "\n".join(header + inputs + flag_lines(values))
 
 
 def _clock(seconds: float) -> str:

@@ -28,6 +28,12 @@ from nst_tf.settings.config import (
     VGG19_CONV_LAYERS,
     XLA_MODES,
     Config,
+    InputFiles,
+    Recipe,
+    Runtime,
+    default_settings,
+    joined,
+    setting_fields,
     validate,
 )
 
@@ -314,3 +320,22 @@ def test_init_style_with_style_targets_is_refused_for_every_command():
     with pytest.raises(ConfigError, match="^--init=style needs a style image"):
         validate(Config(init="style", style_targets="targets.npz"))
     validate(Config(init="style"))  # with a style image it is fine
+
+
+def test_the_settings_fields_and_defaults_are_configs():
+    # The helpers that let a module walk the settings without holding the Config class.
+    assert setting_fields() == dataclasses.fields(Config)
+    assert [f.name for f in setting_fields()][:3] == ["size", "min_size", "steps"]
+    assert setting_fields()[-1].name == "memory_limit"
+    assert default_settings() == dataclasses.asdict(Config())
+    assert default_settings()["style_scale"] == (1.0,)
+
+
+def test_joined_takes_each_parts_own_settings():
+    run = Config(size=64, vgg_weights="weights.h5", logdir="logs", precision="float32")
+    assert joined(run, run, run, run) == run
+    # A Config handed in as the recipe gives only its recipe: the rest are defaults.
+    assert joined(run) == Config(size=64)
+    made = joined(Recipe(size=32), InputFiles(vgg_weights="w.h5"), runtime=Runtime(xla="off"))
+    assert made == Config(size=32, vgg_weights="w.h5", xla="off")
+    assert isinstance(made, Config)

@@ -51,7 +51,7 @@ def test_flag_lines_read_back_as_the_same_settings():
         deterministic=True,
     )
     names = ("size", "style_layers", "style_blend_weights", "deterministic")
-    lines = flag_lines(config, names)
+    lines = flag_lines({name: getattr(config, name) for name in names})
     # Read back by nst-tf's own flag definitions, in a fresh process (absl's flags are global).
     code = (
         "import json, sys\n"
