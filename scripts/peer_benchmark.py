@@ -66,6 +66,7 @@ SCHEDULES = {
     "old default (60/60/80 steps)": ["--steps=80"],
     "checkpoints every 100 steps (old interval)": ["--checkpoint_every=100"],
     "single scale 200 steps": ["--min_size=0", "--steps=200"],
+    "preset converged": ["--preset=converged"],
 }
 QUICK_SCHEDULES = {
     "default, 10/10/10": ["--coarse_steps=10", "--steps=10"],
