@@ -261,9 +261,7 @@ def part_speed(args, run) -> str:
         # A warm-up at 512 px: the first eager calls set up TensorFlow's kernels.
         model_path_seconds(net, 512, budget, "auto", 1)
         speeds = {side: model_path_seconds(net, side, budget, "auto", 3) for side in (512, 1024)}
-        speeds[args.large_side] = model_path_seconds(
-            net, args.large_side, budget, args.large_tile_size, 1
-        )
+        speeds["large"] = model_path_seconds(net, args.large_side, budget, args.large_tile_size, 1)
         trainer = run["trainers"].get(key)
         compiled = (
             {side: seconds_per_image(trainer.net, side) for side in (512, 1024)}
@@ -292,10 +290,10 @@ def part_speed(args, run) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for key, speeds, compiled in rows:
-        tile = speeds[large][1]
+        tile = speeds["large"][1]
         lines.append(
             f"| {key[0]}/{key[1]} | {speeds[512][0]:.2f} | {speeds[1024][0]:.2f} | "
-            f"{speeds[large][0]:.1f} | {f'{tile} px' if tile else 'one pass'} | "
+            f"{speeds['large'][0]:.1f} | {f'{tile} px' if tile else 'one pass'} | "
             + (f"{compiled[512]:.2f} | {compiled[1024]:.2f} |" if compiled else "- | - |")
         )
     if not rows:
@@ -799,7 +797,7 @@ def parse_args():
         defaults = {
             "minutes": 0.1,
             "crop_size": 128,
-            "large_side": 1024,
+            "large_side": 768,
             "large_tile_size": "256",
             "refine_steps": [2, 4],
             "batch_photos": 2,
