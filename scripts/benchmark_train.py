@@ -66,6 +66,8 @@ SIZES = ((16, 5), (32, 5))
 PARTS = ("train", "speed", "compare", "refine", "batch", "video")
 # Images of ../shared/images that the batch and the video may use: not the training set's
 # (boston.jpg), not the style.
+# nst-tf-video as a process of this checkout's code (video_cli has no __main__ block).
+VIDEO_CLI = (sys.executable, "-c", "from nst_tf.commands.video_cli import main; main()")
 OTHER_IMAGES = ("tubingen.jpg", "shipwreck.jpg", "the_scream.jpg")
 
 
@@ -517,6 +519,7 @@ def run_process(command: list[str], label: str) -> float:
     """Runs one nst_tf command as its own process (this checkout's code); its wall time."""
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     print(f"  {label}: {' '.join(command[1:])}", flush=True)
+    command = list(command)
     tick = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - tick
@@ -596,7 +599,7 @@ def video_has_model() -> bool:
     """Whether nst-tf-video on this checkout takes --model (another change adds it)."""
     env = {**os.environ, "PYTHONPATH": ROOT}
     done = subprocess.run(
-        [sys.executable, "-m", "nst_tf.commands.video_cli", "--helpfull"],
+        [*VIDEO_CLI, "--helpfull"],
         env=env,
         capture_output=True,
         text=True,
@@ -634,7 +637,7 @@ def part_video(args, run) -> str:
     clip = os.path.join(work, "clip.mp4")
     make_clip(clip, args.video_frames, args.video_size)
     contents = [np.asarray(f, np.float32) for f in clips.open_clip(clip).read()]
-    base = [sys.executable, "-m", "nst_tf.commands.video_cli", f"--input={clip}"]
+    base = [*VIDEO_CLI, f"--input={clip}"]
     size = [f"--size={args.video_size}", "--min_size=0"]
     quick = ["--steps=3", "--frame_steps=2"] if args.quick else []
     runs = {"optimised": [f"--style={STYLE}", *size, *quick]}
@@ -650,6 +653,9 @@ def part_video(args, run) -> str:
             rows.append((label, flags, None, None, str(err)[:300]))
             continue
         frames = [images.load_image(p) for p in sorted(glob.glob(os.path.join(out, "*.png")))]
+        if len(frames) != len(contents):
+            rows.append((label, flags, None, None, f"{len(frames)} of {len(contents)} frames"))
+            continue
         rows.append((label, flags, flow.flicker(frames, contents), seconds, ""))
         print(f"  video {label}: flicker {rows[-1][2]:.2f} in {seconds:.0f} s", flush=True)
     shutil.rmtree(work, ignore_errors=True)
