@@ -68,7 +68,6 @@ TF_FREE = (
     "nst_tf.commands.common",
     "nst_tf.commands.flags",
     "nst_tf.commands.stylize",
-    "nst_tf.commands.export",
     "nst_tf.commands.video_cli",
     "nst_tf.commands.model_run",
     "nst_tf.commands.model_batch",
@@ -76,7 +75,6 @@ TF_FREE = (
     "nst_tf.commands.jobs",
     "nst_tf.commands.records",
     "nst_tf.commands.work",
-    "nst_tf.commands.raypool",
     "nst_tf.commands.raycluster",
     "nst_tf.commands.batch",
     "nst_tf.commands.run",
@@ -191,7 +189,8 @@ def test_light_modules_import_without_tensorflow(module):
 
 # The modules outside nst_tf.settings that see a whole Config (docs/index.md, architecture):
 # the public API, the flags and the one pre-flight that build and check it, the
-# Stylizer's constructor, and the studio that builds it from the page. Every other module
+# Stylizer's constructor, the studio that builds it from the page, and the commands'
+# bodies that take a run's settings whole and hand them to a Stylizer. Every other module
 # gets a part (Recipe, InputFiles, OutputFiles, Runtime) or the values it uses.
 CONFIG_IMPORTERS = {
     "nst_tf",
@@ -199,17 +198,12 @@ CONFIG_IMPORTERS = {
     "nst_tf.commands.preflight",
     "nst_tf.engine.stylizer",
     "nst_tf.studio.engine",
-    # Not yet given parts or values:
-    "nst_tf.commands.batch",
-    "nst_tf.commands.export",
-    "nst_tf.commands.jobs",
-    "nst_tf.commands.model_batch",
-    "nst_tf.commands.model_run",
-    "nst_tf.commands.raypool",
-    "nst_tf.commands.run",
-    "nst_tf.commands.video",
-    "nst_tf.commands.video_cli",
-    "nst_tf.commands.work",
+    "nst_tf.commands.run",  # nst-tf (the studio's jobs too)
+    "nst_tf.commands.model_run",  # nst-tf --model (a refinement's Stylizer)
+    "nst_tf.commands.video",  # nst-tf-video
+    "nst_tf.commands.batch",  # nst-tf-batch
+    "nst_tf.commands.model_batch",  # nst-tf-batch --model
+    "nst_tf.commands.jobs",  # a batch's Job, which carries the settings to its workers
 }
 CONFIG_MODULE = "nst_tf.settings.config"
 

@@ -25,7 +25,7 @@ from absl import app, flags, logging
 from nst_tf.commands import common, jobs, model_batch, model_run, raycluster, raypool, records
 from nst_tf.commands.flags import FLAGS, config_from_flags, define_flags, define_preset_flag
 from nst_tf.errors import ConfigError, NstError
-from nst_tf.settings.config import INIT_KEYWORDS, Config, validate
+from nst_tf.settings.config import INIT_KEYWORDS, Config, setting_fields, validate
 
 flags.DEFINE_string("inputs", None, "Photos: a folder, a glob pattern, or a .txt list of paths.")
 flags.DEFINE_string("output_dir", None, "Where NAME.png/.jpg, NAME.json (sidecar) are written.")
@@ -71,9 +71,7 @@ _NOT_FOR_BATCH = {
     "log_every": "workers print no progress lines; the progress bar and the sidecars do",
     "memory_limit": "each worker's memory is --memory_per_worker",
 }
-BATCH_SETTINGS = tuple(
-    field.name for field in dataclasses.fields(Config) if field.name not in _NOT_FOR_BATCH
-)
+BATCH_SETTINGS = tuple(field.name for field in setting_fields() if field.name not in _NOT_FOR_BATCH)
 
 
 @dataclasses.dataclass
@@ -191,7 +189,9 @@ def run_batch(
         _, style, init, masks = preflight.read_style(config, source, content=False)
         if isinstance(style, StyleTargets):
             style = style.grams
-        estimate = memory.estimated_peak_bytes(config.size, config.size, config)
+        estimate = memory.estimated_peak_bytes(
+            config.size, config.size, memory.PlanSettings.of(config)
+        )
         memory_bytes = per_worker * 1e9 if per_worker else estimate
         digest = jobs.job_digest(config, options.fmt, weights_sha256)
         init_path = [] if config.init in INIT_KEYWORDS else [config.init]
@@ -206,7 +206,8 @@ def run_batch(
     records.check_ours(job, photos, reads)
     if per_worker and not config.model:
         # No photo would fit, even tiled: say so now rather than fail each one on a worker.
-        needs = [memory.smallest_budget(*p.shape, config) for p in photos if p.shape]
+        plan_settings = memory.PlanSettings.of(config)
+        needs = [memory.smallest_budget(*p.shape, plan_settings) for p in photos if p.shape]
         if needs and min(needs) > memory_bytes:
             how = "untiled (--tile_size=0)" if str(config.tile_size) == "0" else "even tiled"
             raise ConfigError(

@@ -11,9 +11,10 @@ from absl import logging
 from nst_tf.commands import common
 from nst_tf.commands.flags import FLAGS, config_from_flags, define_flag, define_flags
 from nst_tf.errors import ConfigError
-from nst_tf.settings.config import Config, validate
+from nst_tf.settings.config import validate
+from nst_tf.settings.recipe import Recipe
 
-# The settings only nst-tf-export has; every other flag is a Config setting, described
+# The settings only nst-tf-export has; every other flag is an nst-tf setting, described
 # once in nst_tf/settings/. (name, default, help); a tuple default makes a list flag.
 _EXPORT_ONLY = (
     ("export_dir", None, "Directory to write the SavedModel to (must not exist yet)."),
@@ -24,9 +25,9 @@ _EXPORT_ONLY = (
         "(read as data, never run).",
     ),
     ("targets_out", None, "Write the --style image's Gram targets to this .npz."),
-    ("layers", Config().layers, "Layers whose activations and Gram matrices to export."),
+    ("layers", Recipe().layers, "Layers whose activations and Gram matrices to export."),
 )
-# The Config settings nst-tf-export takes too.
+# The nst-tf settings nst-tf-export takes too.
 _EXPORT_SHARED = (
     "style",
     "style_layers",

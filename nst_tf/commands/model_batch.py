@@ -23,6 +23,7 @@ from collections.abc import Collection
 from nst_tf.commands import jobs, model_run, preflight, work
 from nst_tf.commands.records import write_error
 from nst_tf.engine.forward_memory import forward_peak_bytes
+from nst_tf.engine.memory import PlanSettings
 from nst_tf.errors import NstError, WeightsError
 from nst_tf.io import images, model_dir
 from nst_tf.model import weights
@@ -82,7 +83,7 @@ def memory_estimate(plan: ModelPlan) -> float:
     config = plan.config
     need = forward_peak_bytes(plan.meta["network"]["width"], config.size, config.size)
     if config.refine_steps:
-        refined = model_run.refine_config(config)
+        refined = PlanSettings.of(model_run.refine_config(config))
         need = max(need, memory.estimated_peak_bytes(config.size, config.size, refined))
     return need
 
@@ -112,19 +113,19 @@ class ModelWorker:
     --refine_steps a Stylizer for the refinement (BatchWorker's interface).
 
     Args:
-        config: The batch's settings (config.model set).
+        job: The batch (job.config.model set; job.weights_sha256: the VGG19 weights' sha256
+            the driver found, "" without a refinement).
         threads: CPU threads for TensorFlow's thread pools.
-        weights_sha256: The VGG19 weights' sha256 the driver found ("" without a
-            refinement).
 
     Raises:
         ModelError: the MODEL_DIR cannot be loaded on this node.
         WeightsError: this node's VGG19 weights are not the driver's.
     """
 
-    def __init__(self, config: Config, threads: int, weights_sha256: str):
+    def __init__(self, job: jobs.Job, threads: int):
         from nst_tf.commands.run import _quiet_stderr  # pylint: disable=import-outside-toplevel
 
+        config, weights_sha256 = job.config, job.weights_sha256
         with _quiet_stderr():
             import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
@@ -184,7 +185,9 @@ def stylize_photo_with_model(net, stylizer, job: jobs.Job, photo: jobs.Photo, st
     except NstError as err:
         return write_error(job, photo, str(err), final=True)
     if stylizer is not None:
-        too_big = work.check_fits(*content.shape[:2], stylizer.config, job.memory_bytes)
+        too_big = work.check_fits(
+            *content.shape[:2], PlanSettings.of(stylizer.config), job.memory_bytes
+        )
         if too_big:
             return write_error(job, photo, too_big, final=False)
     result = stylize_with_model(net, content, budget=job.memory_bytes, tile_size=config.tile_size)

@@ -13,15 +13,17 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Collection, Sequence
+from typing import TypeVar
 
 from absl import logging
 
 from nst_tf.commands import preflight
-from nst_tf.engine.memory import budget_bytes
+from nst_tf.engine.memory import PlanSettings, budget_bytes
 from nst_tf.errors import ConfigError, Interrupted, ModelError, NumericalError
 from nst_tf.io import images, model_dir, paths
 from nst_tf.model import weights
-from nst_tf.settings.config import Config, validate
+from nst_tf.settings.config import Config, default_settings, validate
+from nst_tf.settings.recipe import Recipe
 from nst_tf.settings.training import OBJECTIVE_SETTINGS
 
 # The settings that define a trained network's objective: given on the command line,
@@ -31,16 +33,13 @@ MODEL_RECIPE = OBJECTIVE_SETTINGS
 # Settings that have no meaning with --model: the network makes the start image, and a
 # forward pass has nothing to resume.
 _NOT_WITH_MODEL = ("style_targets", "style_mask", "init", "resume")
+# A Recipe, or settings holding one (a Config).
+AnyRecipe = TypeVar("AnyRecipe", bound=Recipe)
 
 
 def given_settings(config: Config) -> set[str]:
     """The settings that differ from their defaults (what a Python caller asked for)."""
-    default = Config()
-    return {
-        field.name
-        for field in dataclasses.fields(Config)
-        if getattr(config, field.name) != getattr(default, field.name)
-    }
+    return {name for name, value in default_settings().items() if getattr(config, name) != value}
 
 
 def _comparable(value):
@@ -164,7 +163,7 @@ def stylize_with_model_dir(
     print_info = images.probe_print_info(
         images.read_print_info(content_path), config.output, config.bit_depth
     )
-    budget = budget_bytes(config)
+    budget = budget_bytes(PlanSettings.of(config))
     with _quiet_stderr():
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from nst_tf.engine.feedforward import (  # pylint: disable=import-outside-toplevel
@@ -193,10 +192,11 @@ def stylize_with_model_dir(
     return RunResult(result, config.output, losses, steps, seconds)
 
 
-def refine_config(config: Config) -> Config:
-    """The settings of a refinement: config.refine_steps steps at the final scale only."""
+def refine_config(settings: AnyRecipe) -> AnyRecipe:
+    """The settings of a refinement (a Config's too: only its recipe changes):
+    settings.refine_steps steps at the final scale only."""
     return dataclasses.replace(
-        config, min_size=0, steps=config.refine_steps, schedule="fixed", init="content"
+        settings, min_size=0, steps=settings.refine_steps, schedule="fixed", init="content"
     )
 
 

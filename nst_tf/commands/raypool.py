@@ -16,24 +16,24 @@ from collections.abc import Callable, Sequence
 from nst_tf.commands import jobs, records, work
 from nst_tf.commands.raycluster import one_line
 from nst_tf.errors import ConfigError, WeightsError
-from nst_tf.settings.config import Config
 
 
 class BatchWorker:
     """A Ray actor's state: one Stylizer, built once, kept for every photo it is given.
 
     Args:
-        config: The stylisation settings.
+        job: The batch: its settings, and the sha256 of the weights the driver found (and
+            put in the keys).
         threads: CPU threads for TensorFlow's thread pools (the actor's --cpus_per_worker).
-        weights_sha256: The sha256 of the weights the driver found (and put in the keys).
 
     Raises:
         WeightsError: this node's weights are not the driver's.
     """
 
-    def __init__(self, config: Config, threads: int, weights_sha256: str):
+    def __init__(self, job: jobs.Job, threads: int):
         from nst_tf.commands.run import _quiet_stderr  # pylint: disable=import-outside-toplevel
 
+        config, weights_sha256 = job.config, job.weights_sha256
         # A worker's C++ output reaches the driver's terminal (Ray redirects only
         # Python's streams): keep TensorFlow's start-up banner out of the progress bar.
         with _quiet_stderr():
@@ -147,9 +147,7 @@ def run(
         max_restarts=-1,
         max_task_retries=max_retries,
     )
-    actors = [
-        actor_class.remote(job.config, cpus_per_worker, job.weights_sha256) for _ in range(workers)
-    ]
+    actors = [actor_class.remote(job, cpus_per_worker) for _ in range(workers)]
     try:
         if measure:
             style_ref = actors[0].measure.remote(ray.put(style))

@@ -16,7 +16,7 @@ from absl import logging
 
 from nst_tf.commands import preflight
 from nst_tf.engine import checkpoint_files
-from nst_tf.engine.memory import check_memory
+from nst_tf.engine.memory import PlanSettings, check_memory
 from nst_tf.errors import ConfigError, Interrupted, NumericalError
 from nst_tf.io import images, paths
 from nst_tf.io.targets import StyleTargets
@@ -150,7 +150,7 @@ def stylize(
     if config.checkpoint_dir:
         checkpoint_files.check_ours(config.checkpoint_dir)
     content, style, init, masks = preflight.read_style(config, source)
-    check_memory(config, content, style)
+    check_memory(PlanSettings.of(config), content, style)
     weights.check_vgg19(source)
     print_info = images.probe_print_info(
         images.read_print_info(config.content or images.sample_path("content")),

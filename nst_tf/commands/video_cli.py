@@ -10,10 +10,10 @@ from nst_tf.commands.flags import (
     define_flags,
     define_preset_flag,
 )
-from nst_tf.settings.config import RECIPE, RUNTIME, Config
+from nst_tf.settings.config import RECIPE, RUNTIME, setting_fields
 from nst_tf.settings.video import VideoSettings
 
-# nst-tf-video: its input and output, then every Config setting that changes the result
+# nst-tf-video: its input and output, then every nst-tf setting that changes the result
 # or how it is computed, then the video settings.
 _VIDEO_IO = (
     ("input", None, "The clip (a video file ffmpeg reads) or a folder of PNG/JPEG frames."),
@@ -26,7 +26,10 @@ def define_video_flags() -> tuple[str, ...]:
     """Defines nst-tf-video's flags; returns their names."""
     for name, default, help_text in _VIDEO_IO:
         define_flag(name, default, help_text, str)
-    shared = tuple(Config().of(RECIPE, RUNTIME)) + _VIDEO_SHARED
+    shared = tuple(
+        field.name for field in setting_fields() if field.metadata["lifetime"] in (RECIPE, RUNTIME)
+    )
+    shared += _VIDEO_SHARED
     # A trained model (--model, --refine_steps) is not yet supported for videos.
     skipped = ("checkpoint_every", "resume", "refine_steps")
     shared = tuple(name for name in shared if name not in skipped)

@@ -16,9 +16,10 @@ import numpy as np
 
 from nst_tf.commands.jobs import Job, Outcome, Photo, gigabytes
 from nst_tf.commands.records import TEMP_TAG, read_record, write_error, write_record
+from nst_tf.engine.memory import PlanSettings
 from nst_tf.errors import ConfigError, NstError
 from nst_tf.io import images
-from nst_tf.settings.config import Config
+from nst_tf.settings.files import OutputFiles
 
 
 def load_photo(path: str, size: int) -> np.ndarray:
@@ -33,7 +34,7 @@ def load_photo(path: str, size: int) -> np.ndarray:
     return images.load_image(path, limit=2 * size)
 
 
-def check_fits(height: int, width: int, config: Config, memory_bytes: float) -> str | None:
+def check_fits(height: int, width: int, settings: PlanSettings, memory_bytes: float) -> str | None:
     """Why a height x width result cannot run in `memory_bytes`, or None if it can: the
     engine's own plan (whole, or tiled where the whole-image step would not fit)."""
     from nst_tf.engine import memory  # pylint: disable=import-outside-toplevel
@@ -41,10 +42,10 @@ def check_fits(height: int, width: int, config: Config, memory_bytes: float) -> 
     if memory_bytes == float("inf"):
         return None
     try:
-        memory.plan_scale(height, width, config, memory_bytes)
+        memory.plan_scale(height, width, settings, memory_bytes)
     except ConfigError:
-        need = memory.smallest_budget(height, width, config)
-        how = "untiled (--tile_size=0)" if str(config.tile_size) == "0" else "even tiled"
+        need = memory.smallest_budget(height, width, settings)
+        how = "untiled (--tile_size=0)" if str(settings.tile_size) == "0" else "even tiled"
         return (
             f"at {width}x{height} px it needs at least {gigabytes(need)} {how}, more "
             f"than the {gigabytes(memory_bytes)} a worker has; raise --memory_per_worker "
@@ -79,13 +80,12 @@ def stylize_photo(stylizer, job: Job, photo: Photo, style, masks=None, init=None
         content = load_photo(photo.path, config.size)
     except NstError as err:
         return write_error(job, photo, str(err), final=True)
-    too_big = check_fits(
-        *images.scaled_shape(*content.shape[:2], config.size), config, job.memory_bytes
-    )
+    shape = images.scaled_shape(*content.shape[:2], config.size)
+    too_big = check_fits(*shape, PlanSettings.of(config), job.memory_bytes)
     if too_big:
         return write_error(job, photo, too_big, final=False)
     last = ProgressLogger(0)
-    monitor = _monitor(config, photo, content)
+    monitor = _monitor(config, config.to_dict(), photo, content)
     callbacks = [last] if monitor is None else [last, monitor]
     try:
         result = stylizer.stylize(content, style, init=init, masks=masks, callbacks=callbacks)
@@ -168,12 +168,13 @@ def _write_result(job: Job, photo: Photo, result: np.ndarray) -> None:
         raise
 
 
-def _monitor(config: Config, photo: Photo, content):
-    """A TensorBoard run for this photo under config.logdir, or None without one."""
-    if not config.logdir:
+def _monitor(outputs: OutputFiles, hparams: dict, photo: Photo, content):
+    """A TensorBoard run for this photo under outputs.logdir (its hyperparameters:
+    `hparams`), or None without one."""
+    if not outputs.logdir:
         return None
     from nst_tf.engine.monitoring import Monitor  # pylint: disable=import-outside-toplevel
 
-    monitor = Monitor(config.logdir, config.snapshot_every, photo.name)
-    monitor.start(config.to_dict(), content, None)
+    monitor = Monitor(outputs.logdir, outputs.snapshot_every, photo.name)
+    monitor.start(hparams, content, None)
     return monitor

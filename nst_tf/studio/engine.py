@@ -26,7 +26,7 @@ from PIL import Image
 
 from nst_tf.commands import run
 from nst_tf.commands.preflight import load_inputs
-from nst_tf.engine.memory import check_memory
+from nst_tf.engine.memory import PlanSettings, check_memory
 from nst_tf.errors import ConfigError, ImageError, Interrupted, ModelError, NstError
 from nst_tf.io import images
 from nst_tf.io.model_dir import is_model_dir, read_model_metadata
@@ -354,7 +354,7 @@ class Studio:
             )
         )
         content_image, style_images, _ = load_inputs(config)
-        check_memory(config, content_image, style_images)
+        check_memory(PlanSettings.of(config), content_image, style_images)
         return config
 
     def submit(self, content: str, styles: list[str], values: dict, session: str = "") -> Job:
