@@ -15,6 +15,7 @@ from PIL import Image
 from tensorboard.plugins.hparams import api as hp
 
 from nst_tf.io import images
+from nst_tf.settings.files import OutputFiles
 
 if TYPE_CHECKING:
     from nst_tf.engine.progress import Progress
@@ -230,11 +231,11 @@ def snapshot_path(output: str, step: int) -> str:
 
 
 class Snapshots:
-    """Writes the current image beside the output every config.save_every steps (0: off),
+    """Writes the current image beside the output every outputs.save_every steps (0: off),
     atomically, as NAME.stepNNNNN.EXT."""
 
-    def __init__(self, config):
-        self.every, self.output = config.save_every, config.output
+    def __init__(self, outputs: OutputFiles):
+        self.every, self.output = outputs.save_every, outputs.output
 
     def __call__(self, progress: Progress) -> None:
         if self.every and progress.step % self.every == 0:
