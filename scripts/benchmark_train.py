@@ -50,7 +50,7 @@ from PIL import Image  # noqa: E402
 from nst_tf.commands.model_run import stylize_with_model_dir  # noqa: E402
 from nst_tf.core import flow  # noqa: E402
 from nst_tf.engine.feedforward import plan_tile, stylize_with_model  # noqa: E402
-from nst_tf.engine.memory import budget_bytes  # noqa: E402
+from nst_tf.engine.memory import PlanSettings, budget_bytes  # noqa: E402
 from nst_tf.engine.stylizer import Stylizer  # noqa: E402
 from nst_tf.engine.training import Trainer, crop_batches  # noqa: E402
 from nst_tf.io import clips, images, model_dir, photos  # noqa: E402
@@ -255,7 +255,7 @@ def model_path_seconds(net, side: int, budget: float, tile_size, repeats: int):
 
 def part_speed(args, run) -> str:
     state = load_state()
-    budget = budget_bytes(Config())
+    budget = budget_bytes(PlanSettings.of(Config()))  # as nst-tf --model
     keys = [key for key in SIZES if os.path.isdir(size_dir(args.model_dir, key))]
     rows = []
     for key in keys:
