@@ -69,6 +69,8 @@ TF_FREE = (
     "nst_tf.commands.flags",
     "nst_tf.commands.stylize",
     "nst_tf.commands.video_cli",
+    "nst_tf.commands.video_frames",
+    "nst_tf.commands.model_video",
     "nst_tf.commands.model_run",
     "nst_tf.commands.model_batch",
     "nst_tf.engine.forward_memory",
@@ -201,6 +203,7 @@ CONFIG_IMPORTERS = {
     "nst_tf.commands.run",  # nst-tf (the studio's jobs too)
     "nst_tf.commands.model_run",  # nst-tf --model (a refinement's Stylizer)
     "nst_tf.commands.video",  # nst-tf-video
+    "nst_tf.commands.model_video",  # nst-tf-video --model (a refinement's Stylizer)
     "nst_tf.commands.batch",  # nst-tf-batch
     "nst_tf.commands.model_batch",  # nst-tf-batch --model
     "nst_tf.commands.jobs",  # a batch's Job, which carries the settings to its workers

@@ -19,7 +19,15 @@ _VIDEO_IO = (
     ("input", None, "The clip (a video file ffmpeg reads) or a folder of PNG/JPEG frames."),
     ("output", None, "The video to write (.mp4...), or a folder (no extension) for PNG frames."),
 )
-_VIDEO_SHARED = ("style", "style_targets", "vgg_weights", "logdir", "snapshot_every", "log_every")
+_VIDEO_SHARED = (
+    "style",
+    "style_targets",
+    "model",
+    "vgg_weights",
+    "logdir",
+    "snapshot_every",
+    "log_every",
+)
 
 
 def define_video_flags() -> tuple[str, ...]:
@@ -30,8 +38,8 @@ def define_video_flags() -> tuple[str, ...]:
         field.name for field in setting_fields() if field.metadata["lifetime"] in (RECIPE, RUNTIME)
     )
     shared += _VIDEO_SHARED
-    # A trained model (--model, --refine_steps) is not yet supported for videos.
-    skipped = ("checkpoint_every", "resume", "refine_steps")
+    # A frame's run is short and the work folder is what resumes a video.
+    skipped = ("checkpoint_every", "resume")
     shared = tuple(name for name in shared if name not in skipped)
     return (
         tuple(name for name, *_ in _VIDEO_IO)
@@ -51,7 +59,8 @@ def _video_main(argv: list[str]) -> int:
         from nst_tf.commands.video import run_video  # pylint: disable=C0415
 
         settings = config_from_flags(VideoSettings)
-        run_video(config_from_flags(), settings, FLAGS.input, FLAGS.output)
+        given = {name for name in FLAGS if FLAGS[name].present}
+        run_video(config_from_flags(), settings, FLAGS.input, FLAGS.output, given)
 
     return common.guarded(body)
 

@@ -409,7 +409,8 @@ class Stylizer:
                 resolution, saying where each style applies (region-specific styles).
             callbacks: Called with a Progress after every step.
             start: An image [H, W, 3] to start from instead of config.init (a video
-                frame starts from the previous stylised frame, warped).
+                frame starts from the previous stylised frame, warped); a tf.Tensor is
+                taken as it is, unchecked, where it is (a trained network's output).
             temporal: For a Stylizer with a temporal weight: the previous stylised frame
                 warped to this one [H, W, 3] and where that warp is reliable [H, W] in
                 0..1.
@@ -430,7 +431,9 @@ class Stylizer:
             Interrupted: a callback stopped the run; a checkpoint of that moment is saved.
         """
         inputs = self.prepare(content, style, init, masks)
-        if start is not None:
+        if tf.is_tensor(start):  # a network's output, left on the device (a video's frames)
+            inputs.start = tf.convert_to_tensor(start, tf.float32)[None]
+        elif start is not None:
             inputs.start = tf.constant(check_pixels(start, "start")[None])
         if temporal is not None:
             warped, weights = (np.asarray(a, np.float32) for a in temporal)
