@@ -8,13 +8,25 @@ Real mp4 files, written with imageio-ffmpeg (test_video_safety's clips), and tin
 
 import glob
 import os
+import signal
+import subprocess
+import time
 
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_batch_model import RECIPE, models  # noqa: F401 - models: the tiny models fixture
-from test_video_safety import FPS, RATE, _audio, _clip, _one_error_line, _run, _streams
+from test_video_safety import (
+    FPS,
+    RATE,
+    VIDEO,
+    _audio,
+    _clip,
+    _one_error_line,
+    _run,
+    _streams,
+)
 
 from nst_tf.commands.model_run import refine_config
 from nst_tf.engine.feedforward import stylize_with_model
@@ -121,6 +133,52 @@ def test_a_silent_clip_gives_the_networks_pixels_and_resumes_only_with_that_mode
         "--input=clip.mp4", "--output=opt", "--frames=1", *SIZE, f"--model={model_a}", cwd=tmp_path
     )
     _one_error_line(refused, "made with other settings")
+
+
+def test_frames_run_in_tiles_give_the_untiled_pixels(models, tmp_path):  # noqa: F811
+    """Tiles share whole-frame statistics (engine.feedforward): 80 px tiles of a 192x128
+    frame (the smallest --tile_size the default layers allow) give the one pass's pixels."""
+    _, _, model_a, _ = models
+    _clip(tmp_path / "clip.mp4", frames=2)
+    args = ["--input=clip.mp4", f"--model={model_a}", "--size=192"]
+    for output, tiles in (("whole", "--tile_size=0"), ("tiled", "--tile_size=80")):
+        result = _run(*args, f"--output={output}", tiles, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+    whole, tiled = _folder(tmp_path / "whole"), _folder(tmp_path / "tiled")
+    assert [frame.shape for frame in tiled] == [(128, 192, 3)] * 2
+    for one, other in zip(whole, tiled, strict=True):
+        assert np.abs(one - other).max() <= 1
+
+
+def test_ctrl_c_keeps_the_networks_finished_frames_and_the_rerun_continues(
+    models, tmp_path  # noqa: F811
+):
+    """SIGINT between two forward passes: exit 130 in one line, the frames finished kept;
+    the same command makes only the others."""
+    _, _, model_a, _ = models
+    _clip(tmp_path / "clip.mp4", frames=40)
+    args = ["--input=clip.mp4", "--output=out", f"--model={model_a}", "--size=192"]
+    child = subprocess.Popen(
+        [*VIDEO, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    out = tmp_path / "out"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and child.poll() is None:
+        if out.is_dir() and len(glob.glob(f"{out}/frame_*.png")) >= 2:
+            break
+        time.sleep(0.05)
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=120)
+    assert child.returncode == 130, stderr[-2000:]
+    errors = [line for line in stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "stopped by SIGINT" in errors[0], stderr[-2000:]
+    assert "run the same command to continue" in errors[0] and "Traceback" not in stderr
+    kept = {p: p.stat().st_mtime_ns for p in out.glob("frame_*.png")}
+    assert 2 <= len(kept) < 40
+    result = _run(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"wrote out (40 frames, {len(kept)} of them from an earlier run)" in result.stderr
+    assert all(p.stat().st_mtime_ns == stamp for p, stamp in kept.items())
 
 
 def _frame_scalars(logdir, tag):
