@@ -299,7 +299,7 @@ def part_speed(args, run) -> str:
             + (f"{compiled[512]:.2f} | {compiled[1024]:.2f} |" if compiled else "- | - |")
         )
     if not rows:
-        lines.append("| (no MODEL_DIR of a size: run --parts=train) | | | | | | |")
+        lines.append("| (no MODEL_DIR of a size: run the train part) | | | | | | |")
     lines += ["", "Goal at 512 px: at most 0.5 s."]
     return "\n".join(lines)
 
@@ -565,9 +565,10 @@ def part_batch(args, run) -> str:
         "",
         measured_line(state),
         "",
-        f"**{count} photos, not 100** (`--batch_photos`; optimising 100 photos is hours on 2 "
-        "cores): the held-out photos, then `shipwreck.jpg` and `the_scream.jpg` whole, then "
-        "2x2 tiles of the `../shared/images` images that are not in the training set. Both "
+        f"**{count} photos, not 100** (the script's batch_photos option; optimising 100"
+        " photos is hours on 2 cores): the held-out photos, then `shipwreck.jpg` and"
+        " `the_scream.jpg` whole, then 2x2 tiles of the `../shared/images` images that are"
+        " not in the training set. Both "
         "runs are real `nst-tf-batch` processes (an embedded Ray on 127.0.0.1, the default "
         f"workers), timed from process start to end (Ray's start included), at `{size}`"
         + (
@@ -693,7 +694,7 @@ def part_video(args, run) -> str:
         lines += [
             "",
             "**`nst-tf-video --model` is not on this commit** (its --helpfull has no --model): "
-            "only the optimised video was measured. Rerun `--parts=video` once it lands; the "
+            "only the optimised video was measured. Rerun the video part once it lands; the "
             "model's row is then added.",
         ]
     return "\n".join(lines)
@@ -744,7 +745,7 @@ def write_page(started, load, args, sections: dict[str, str]) -> None:
         "# Training a stylizer: time, held-out loss, against the optimiser",
         "",
         f"<!-- Written by scripts/benchmark_train.py; last run {started}, parts "
-        f"{','.join(sections)}. Each section below is one part (--parts). -->",
+        f"{','.join(sections)}. Each section below is one part (the script's parts option). -->",
         "",
         f"Last run {started} (parts: {', '.join(sections)}) on {machine_line()}; load average "
         f"{load[0]:.1f} at its start and {end[0]:.1f} at its end on {os.cpu_count()} cores"
