@@ -204,27 +204,40 @@ def _pitch(samples):
     return np.fft.rfftfreq(len(samples), 1 / RATE)[np.argmax(spectrum)]
 
 
+def _stop_when(args, cwd, ready, signum):
+    """Runs nst-tf-video ARGS, sends `signum` once `ready()` holds (or after 300 s), and
+    checks the stop: exit 128 + signum, one error line naming the signal and how to go on,
+    no traceback. Returns the command's stderr."""
+    child = subprocess.Popen(
+        [*VIDEO, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and child.poll() is None:
+        if ready():
+            break
+        time.sleep(0.05)
+    child.send_signal(signum)
+    _, stderr = child.communicate(timeout=120)
+    assert child.returncode == 128 + signum, stderr[-2000:]
+    errors = [line for line in stderr.splitlines() if "error:" in line]
+    name = signal.Signals(signum).name
+    assert len(errors) == 1 and f"stopped by {name}" in errors[0], stderr[-2000:]
+    assert "run the same command to continue" in errors[0] and "Traceback" not in stderr
+    return stderr
+
+
 def test_sigterm_keeps_the_finished_frames_and_the_rerun_ends_them_with_audio_at_its_fps(tmp_path):
     """SIGTERM mid-clip: exit 143 in one line, no video and nothing half-written, no process
     left; the same command then finishes, counts every frame, and plays the audio of the
     frames kept (12 fps) in the time the frames take at --fps=24, pitch kept."""
     _clip(tmp_path / "clip.mp4", frames=6, audio=True)
     args = ["--input=clip.mp4", "--output=out.mp4", "--fps=24", *SMALL]
-    child = subprocess.Popen(
-        [*VIDEO, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
     work = tmp_path / "out.mp4.frames"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and child.poll() is None:
-        if work.is_dir() and any(name.startswith("frame_") for name in os.listdir(work)):
-            break
-        time.sleep(0.1)
-    child.send_signal(signal.SIGTERM)
-    _, stderr = child.communicate(timeout=120)
-    assert child.returncode == 143, stderr[-2000:]
-    errors = [line for line in stderr.splitlines() if "error:" in line]
-    assert len(errors) == 1 and "stopped by SIGTERM" in errors[0], stderr[-2000:]
-    assert "run the same command to continue" in errors[0] and "Traceback" not in stderr
+
+    def ready():
+        return work.is_dir() and any(name.startswith("frame_") for name in os.listdir(work))
+
+    _stop_when(args, tmp_path, ready, signal.SIGTERM)
     kept = sorted(name for name in os.listdir(work) if name.startswith("frame_"))
     assert 1 <= len(kept) < 6
     assert sorted(os.listdir(tmp_path)) == ["clip.mp4", "out.mp4.frames"]  # no video, no temp
