@@ -273,8 +273,9 @@ def time_to(curve: list[tuple[float, float]], value: float) -> float | None:
     return next((t for t, v in curve if v <= value), None)
 
 
-def plot(runs: list[dict], goal: float, peer_wall: float, path: str, goals=None) -> None:
-    """Objective against seconds for every run: in flight as lines, delivered as dots."""
+def plot(runs: list[dict], peer: dict, goals: tuple[float, float], path: str) -> None:
+    """Objective against seconds for every run: in flight as lines, delivered as dots; the
+    goals (objective and time ratios to `peer`) dotted."""
     import matplotlib  # pylint: disable=import-outside-toplevel
 
     matplotlib.use("Agg")
@@ -286,9 +287,10 @@ def plot(runs: list[dict], goal: float, peer_wall: float, path: str, goals=None)
         style = "-" if run["program"] == "nst-tf" else "--"
         (line,) = ax.plot(times, values, style, lw=1.5, label=run["name"])
         ax.plot([run["wall"]], [run["delivered"]], "o", color=line.get_color())
+    goal_objective, goal_time = goals
+    goal = goal_objective * peer["in_flight"]
     ax.axhline(goal, color="grey", lw=0.8, ls=":")
-    goal_objective, goal_time = goals or (GOAL_OBJECTIVE, GOAL_TIME)
-    ax.axvline(goal_time * peer_wall, color="grey", lw=0.8, ls=":")
+    ax.axvline(goal_time * peer["wall"], color="grey", lw=0.8, ls=":")
     ax.set_yscale("log")
     ax.set_xlabel("seconds since the process started")
     ax.set_ylabel("pastiche's objective (lines: in flight; dots: delivered file)")
@@ -435,14 +437,7 @@ def main() -> None:
     images_dir = os.path.join(os.path.dirname(os.path.abspath(out)), "images")
     os.makedirs(images_dir, exist_ok=True)
     plot_name = "peer_time_to_objective" + ("_quick" if args.quick else "") + ".png"
-    goals = goals_for(args.peer_steps)
-    plot(
-        runs,
-        goals[0] * peer["in_flight"],
-        peer["wall"],
-        os.path.join(images_dir, plot_name),
-        goals,
-    )
+    plot(runs, peer, goals_for(args.peer_steps), os.path.join(images_dir, plot_name))
     if not args.quick:
         # Small JPEGs for the docs' side-by-side: pastiche, the default, the next schedule
         # (the old default).
